@@ -19,6 +19,8 @@ import gymnasium as gym
 import numpy as np
 
 from spin_data.envs import reference
+from spin_data.envs import maze
+from spin_data.envs.maze import MAX_ACTUATORS, MIN_ACTUATORS
 from spin_data.envs.reference import NoReferenceScore, ReferenceScore
 
 #: The discretised benchmark's short names and the dm_control tasks they stand for.
@@ -33,7 +35,6 @@ DMC_SHORT_NAMES: dict[str, str] = {
 #: Actuator counts of the benchmark's maze (SPIN evaluates 5, 10 and 15).
 MAZE_BENCHMARK_ACTUATORS: tuple[int, ...] = (3, 5, 7, 10, 12, 15)
 MAZE_DEFAULT_ACTUATORS = 5
-MAZE_ACTUATOR_RANGE = (2, 32)
 
 _MAZE_NAME = re.compile(r"^maze(?:-(\d+))?$")
 
@@ -62,10 +63,9 @@ class EnvSpec:
 
 def accepted_names() -> str:
     """One line listing what :func:`resolve` accepts (for error messages and help texts)."""
-    lo, hi = MAZE_ACTUATOR_RANGE
     return (
         ", ".join(DMC_SHORT_NAMES)
-        + f", any dm_control domain-task (e.g. walker-walk), maze, maze-N (N = {lo}..{hi}), merlion"
+        + f", any dm_control domain-task (e.g. walker-walk), maze, maze-N (N = {MIN_ACTUATORS}..{MAX_ACTUATORS}), merlion"
     )
 
 
@@ -79,9 +79,10 @@ def resolve(name: str) -> EnvSpec:
     match = _MAZE_NAME.match(key)
     if match:
         actuators = int(match.group(1)) if match.group(1) else MAZE_DEFAULT_ACTUATORS
-        lo, hi = MAZE_ACTUATOR_RANGE
-        if not lo <= actuators <= hi:
-            raise UnknownEnvironment(f"maze needs {lo}..{hi} actuators, got {actuators} ({name!r})")
+        if not MIN_ACTUATORS <= actuators <= MAX_ACTUATORS:
+            raise UnknownEnvironment(
+                f"maze needs {MIN_ACTUATORS}..{MAX_ACTUATORS} actuators, got {actuators} ({name!r})"
+            )
         return EnvSpec(name, f"maze-{actuators}", "maze", 2)
     from spin_data.envs import dmc  # imported here: resolving maze names needs no simulator
 
@@ -136,8 +137,6 @@ def make_env(
             render_mode=render_mode,
         )
     else:
-        from spin_data.envs import maze
-
         if bins is not None and not _all_two(bins):
             raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins!r}")
         if grid != "actuator":
