@@ -75,6 +75,10 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 @click.version_option(package_name="spin")
 def main() -> None:
     """spin-data: discretised control tasks and offline datasets as Zarr stores."""
+    # dm_control's model compiler logs deprecation notices through absl; they are not for users.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 @main.command()
