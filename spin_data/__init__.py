@@ -10,7 +10,15 @@ from spin_data.envs import (
     reference_score,
     registered_envs,
 )
+from spin_data.store import open_dataset
 
 __version__ = "0.1.0"
 
-__all__ = ["BinGrid", "make_env", "normalised_score", "reference_score", "registered_envs"]
+__all__ = [
+    "BinGrid",
+    "make_env",
+    "normalised_score",
+    "open_dataset",
+    "reference_score",
+    "registered_envs",
+]
