@@ -1,0 +1,26 @@
+"""spin_train's data path: Zarr store -> local cache -> device-resident (or host) sampler."""
+
+from spin_train.data.buffer import Batch, ObservationNormaliser, TransitionBuffer
+from spin_train.data.cache import CachedDataset, default_cache_dir, materialise
+from spin_train.data.compat import SchemaMismatch, check_compatible, check_env
+
+__all__ = [
+    "Batch",
+    "CachedDataset",
+    "ObservationNormaliser",
+    "SchemaMismatch",
+    "TransitionBuffer",
+    "check_compatible",
+    "check_env",
+    "default_cache_dir",
+    "load_buffer",
+    "materialise",
+]
+
+
+def load_buffer(location, *, device="cpu", placement="auto", device_budget=None, normalise=False,
+                seed=0, cache_dir=None, storage_options=None) -> TransitionBuffer:
+    """Open a store (path or URL), materialise it into the cache once, and return a sampler."""
+    cached = materialise(location, cache_dir=cache_dir, storage_options=storage_options)
+    return TransitionBuffer(cached, device=device, placement=placement,
+                            device_budget=device_budget, normalise=normalise, seed=seed)

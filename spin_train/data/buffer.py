@@ -1,0 +1,234 @@
+"""Sampling minibatches of transitions from a cached dataset, on the device or from host memory.
+
+Two placements behind one API (:class:`TransitionBuffer`):
+
+- ``"device"``: every array lives on the training device and :meth:`TransitionBuffer.sample`
+  draws indices with ``torch.randint`` on that device and gathers there: no host round trip and
+  no synchronisation per step. Used when the arrays fit the device-memory budget.
+- ``"host"``: arrays stay memory-mapped in host memory; a batch is gathered on the host and,
+  on CUDA, copied through a pinned staging buffer on a side stream while the previous batch is
+  in use (one batch of prefetch). On a CPU-only machine the gathered arrays are the batch.
+
+Both placements draw the same indices for the same seed on the same device, so a run's batches do
+not depend on where the data sits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from spin_train.data.cache import CachedDataset
+
+Placement = Literal["auto", "device", "host"]
+
+
+@dataclass
+class Batch:
+    """A minibatch of B transitions (tensors on the training device).
+
+    Attributes:
+        observations: ``(B, D)`` float32 (normalised if the buffer normalises).
+        actions: ``(B, N)`` int64 bin indices.
+        rewards: ``(B,)`` float32.
+        next_observations: ``(B, D)`` float32 (normalised like ``observations``).
+        not_done: ``(B,)`` float32: 0 only where the step ended in a true termination; a
+            time-limit truncation keeps 1, so its value is still bootstrapped.
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_observations: torch.Tensor
+    not_done: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ObservationNormaliser:
+    """``(obs - mean) / std`` with statistics computed once from a dataset.
+
+    Saved with every model trained on normalised observations (:meth:`to_dict`), so evaluation
+    and later runs apply exactly the same transform.
+    """
+
+    mean: np.ndarray  # (D,) float32
+    std: np.ndarray  # (D,) float32, floored at ``min_std``
+    min_std: float = 1e-3
+
+    @classmethod
+    def from_cached(cls, cached: CachedDataset, min_std: float = 1e-3) -> "ObservationNormaliser":
+        # Constant features (std 0) would blow up; flooring keeps them near 0 after centring.
+        return cls(cached.obs_mean.astype(np.float32),
+                   np.maximum(cached.obs_std, min_std).astype(np.float32), min_std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "min_std": self.min_std}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ObservationNormaliser":
+        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32),
+                   float(data.get("min_std", 1e-3)))
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = torch.as_tensor(self.mean, device=obs.device)
+        std = torch.as_tensor(self.std, device=obs.device)
+        return (obs - mean) / std
+
+
+def default_device_budget(device: torch.device) -> int:
+    """Bytes the dataset may take on ``device``: half the free GPU memory on CUDA; on a CPU
+    device (where "device memory" is RAM) half the available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+class TransitionBuffer:
+    """Uniform random minibatches of a cached dataset.
+
+    Args:
+        cached: the materialised dataset (:func:`spin_train.data.materialise`).
+        device: the training device (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        placement: ``"auto"`` (device if the arrays fit ``device_budget``, else host),
+            ``"device"`` or ``"host"``.
+        device_budget: bytes the arrays may take on the device (default
+            :func:`default_device_budget`).
+        normalise: normalise observations with the dataset's mean/std (see :attr:`normaliser`).
+        seed: seed of the index generator; same seed -> same batches.
+    """
+
+    def __init__(
+        self,
+        cached: CachedDataset,
+        *,
+        device: str | torch.device = "cpu",
+        placement: Placement = "auto",
+        device_budget: int | None = None,
+        normalise: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if placement not in ("auto", "device", "host"):
+            raise ValueError(f"unknown placement {placement!r}: accepted auto, device, host")
+        self.cached = cached
+        self.device = torch.device(device)
+        budget = default_device_budget(self.device) if device_budget is None else device_budget
+        if placement == "auto":
+            placement = "device" if cached.nbytes <= budget else "host"
+        self.placement: Literal["device", "host"] = placement
+        self.normaliser = ObservationNormaliser.from_cached(cached) if normalise else None
+        self.n_steps = cached.n_steps
+        # Indices come from a generator on the training device in the device placement and from
+        # a CPU generator in the host placement; on a CPU device both are the same generator.
+        gen_device = self.device if placement == "device" else torch.device("cpu")
+        self._generator = torch.Generator(device=gen_device)
+        self._generator.manual_seed(int(seed))
+        self._gen_device = gen_device
+        if placement == "device":
+            self._load_to_device()
+        else:
+            self._arrays = {name: cached.load(name) for name in
+                            ("observations", "next_rows", "actions", "rewards", "terminations")}
+            self._staging: dict[int, list[dict[str, torch.Tensor]]] = {}
+            self._slot = 0
+            self._slot_done: list[Any] = [None, None]
+            self._inflight: Batch | None = None
+            self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if self.normaliser is not None:
+            self._mean = torch.as_tensor(self.normaliser.mean, device=self.device)
+            self._std = torch.as_tensor(self.normaliser.std, device=self.device)
+
+    def __len__(self) -> int:
+        return self.n_steps
+
+    # ----------------------------------------------------------------------------- device path
+    def _load_to_device(self) -> None:
+        c, dev = self.cached, self.device
+        self._obs = torch.from_numpy(c.load("observations", mmap=False)).to(dev)
+        self._next_rows = torch.from_numpy(c.load("next_rows", mmap=False)).to(dev)
+        # Bin indices stay in their small stored dtype on the device; widened per batch.
+        self._actions = torch.from_numpy(c.load("actions", mmap=False)).to(dev)
+        self._rewards = torch.from_numpy(c.load("rewards", mmap=False)).to(dev)
+        self._not_done = torch.from_numpy(~c.load("terminations", mmap=False)).float().to(dev)
+
+    def _sample_on_device(self, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.n_steps, (batch_size,), device=self._gen_device,
+                            generator=self._generator)
+        return Batch(
+            observations=self._obs[idx],
+            actions=self._actions[idx].long(),
+            rewards=self._rewards[idx],
+            next_observations=self._obs[self._next_rows[idx]],
+            not_done=self._not_done[idx],
+        )
+
+    # ----------------------------------------------------------------------------- host path
+    def _gather_on_host(self, batch_size: int) -> dict[str, np.ndarray]:
+        idx = torch.randint(0, self.n_steps, (batch_size,), generator=self._generator).numpy()
+        a = self._arrays
+        return {
+            "observations": a["observations"][idx],
+            "actions": a["actions"][idx].astype(np.int64),
+            "rewards": a["rewards"][idx],
+            "next_observations": a["observations"][a["next_rows"][idx]],
+            "not_done": (~a["terminations"][idx]).astype(np.float32),
+        }
+
+    def _to_device_async(self, arrays: dict[str, np.ndarray]) -> Batch:
+        """Pinned staging copy + non-blocking transfer on the side stream (CUDA only)."""
+        B = arrays["rewards"].shape[0]
+        if B not in self._staging:
+            self._staging[B] = [
+                {k: torch.empty(v.shape, dtype=torch.from_numpy(v[:0]).dtype, pin_memory=True)
+                 for k, v in arrays.items()} for _ in range(2)]
+        # Two slots: a slot is refilled only after the transfer that read it has finished.
+        slot = self._staging[B][self._slot]
+        done = self._slot_done[self._slot]
+        if done is not None:
+            done.synchronize()
+        assert self._stream is not None
+        out = {}
+        with torch.cuda.stream(self._stream):
+            for k, v in arrays.items():
+                slot[k].copy_(torch.from_numpy(v))
+                out[k] = slot[k].to(self.device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self._stream)
+        self._slot_done[self._slot] = event
+        self._slot ^= 1
+        return Batch(**out)
+
+    def _sample_from_host(self, batch_size: int) -> Batch:
+        if self._stream is None:
+            return Batch(**{k: torch.from_numpy(v) for k, v in
+                            self._gather_on_host(batch_size).items()})
+        if self._inflight is None or self._inflight.rewards.shape[0] != batch_size:
+            self._inflight = self._to_device_async(self._gather_on_host(batch_size))
+        current = self._inflight
+        torch.cuda.current_stream(self.device).wait_stream(self._stream)
+        for t in vars(current).values():
+            t.record_stream(torch.cuda.current_stream(self.device))
+        # Prefetch: gather the next batch now; its copy overlaps the caller's compute.
+        self._inflight = self._to_device_async(self._gather_on_host(batch_size))
+        return current
+
+    # ----------------------------------------------------------------------------- public
+    def sample(self, batch_size: int) -> Batch:
+        """B uniform random transitions (with replacement)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.placement == "device":
+            batch = self._sample_on_device(batch_size)
+        else:
+            batch = self._sample_from_host(batch_size)
+        if self.normaliser is not None:
+            batch.observations = (batch.observations - self._mean) / self._std
+            batch.next_observations = (batch.next_observations - self._mean) / self._std
+        return batch

@@ -1,0 +1,160 @@
+"""The local cache: a store materialised once into uncompressed, memory-mappable ``.npy`` files.
+
+A cache entry is keyed by the store's content checksum, so a second run starts from the cache
+at once and a changed store (a different checksum) is never served stale. Entries are filled in
+a private temporary directory and renamed into place, so two processes filling the same entry at
+once never see each other's half-written files: the first rename wins and the other process
+uses the winner's entry.
+
+Entry layout (``<cache root>/<checksum hex>/``)::
+
+    observations.npy      (T + E, D) float32  every step's observation, then each episode's
+                                              final observation (next observations index here)
+    next_rows.npy         (T,) int64          row of each step's next observation
+    actions.npy           (T, N) uint8/16     bin indices as stored (widened when batched)
+    rewards.npy           (T,) float32
+    terminations.npy      (T,) bool
+    truncations.npy       (T,) bool
+    info.json             sizes, bin grid, observation mean/std, the store's metadata
+
+``.npy`` files hold raw arrays and are loaded with ``allow_pickle=False``: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spin_data.envs.bins import BinGrid
+from spin_data.store import open_dataset
+
+ARRAY_FILES = ("observations", "next_rows", "actions", "rewards", "terminations", "truncations")
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """``$SPIN_CACHE_DIR``, else ``~/.cache/spin/datasets``."""
+    return Path(os.environ.get("SPIN_CACHE_DIR", Path.home() / ".cache" / "spin" / "datasets"))
+
+
+@dataclass(frozen=True)
+class CachedDataset:
+    """A materialised store: paths of its arrays plus what the trainers need to know.
+
+    Attributes:
+        path: the entry directory.
+        n_steps, n_episodes, obs_dim, n_actions: T, E, D, N.
+        bin_grid: the dataset's bin grid.
+        obs_mean, obs_std: float32 ``(D,)``, over every step's observation (computed once).
+        content_checksum: the store's checksum (the cache key).
+        metadata: the store's metadata.
+        location: where the store was read from.
+    """
+
+    path: Path
+    n_steps: int
+    n_episodes: int
+    obs_dim: int
+    n_actions: int
+    bin_grid: BinGrid
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    content_checksum: str
+    metadata: dict[str, Any]
+    location: str
+
+    def load(self, name: str, mmap: bool = True) -> np.ndarray:
+        """One array of the entry, memory-mapped read-only (or read into memory)."""
+        if name not in ARRAY_FILES:
+            raise KeyError(f"unknown cached array {name!r}: accepted {', '.join(ARRAY_FILES)}")
+        return np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None,
+                       allow_pickle=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all cached arrays (what device placement needs)."""
+        return sum((self.path / f"{n}.npy").stat().st_size for n in ARRAY_FILES)
+
+    @classmethod
+    def from_entry(cls, path: Path) -> "CachedDataset":
+        info = json.loads((path / "info.json").read_text())
+        return cls(
+            path=path, n_steps=info["n_steps"], n_episodes=info["n_episodes"],
+            obs_dim=info["obs_dim"], n_actions=info["n_actions"],
+            bin_grid=BinGrid.from_dict(info["bin_grid"]),
+            obs_mean=np.asarray(info["obs_mean"], dtype=np.float32),
+            obs_std=np.asarray(info["obs_std"], dtype=np.float32),
+            content_checksum=info["content_checksum"], metadata=info["metadata"],
+            location=info["location"],
+        )
+
+
+def _entry_name(content_checksum: str) -> str:
+    return content_checksum.split(":", 1)[-1][:40]
+
+
+def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> None:
+    """Read the store once and write the entry's files into ``tmp``."""
+    ds = open_dataset(location, storage_options=storage_options)
+    obs = ds.array("steps/observations")
+    finals = ds.array("episodes/final_observations")
+    ends = ds.episode_ends
+    T, E = obs.shape[0], finals.shape[0]
+    next_rows = np.arange(1, T + 1, dtype=np.int64)
+    next_rows[ends - 1] = T + np.arange(E, dtype=np.int64)
+    # float64 accumulation: a million float32 rows lose digits otherwise.
+    mean = obs.mean(axis=0, dtype=np.float64)
+    std = obs.std(axis=0, dtype=np.float64)
+    np.save(tmp / "observations.npy", np.concatenate([obs, finals]))
+    del obs
+    np.save(tmp / "next_rows.npy", next_rows)
+    for name in ("actions", "rewards", "terminations", "truncations"):
+        np.save(tmp / f"{name}.npy", ds.array(f"steps/{name}"))
+    info = {
+        "cache_format": CACHE_FORMAT,
+        "n_steps": int(T), "n_episodes": int(E), "obs_dim": ds.obs_dim, "n_actions": ds.n_actions,
+        "bin_grid": ds.bin_grid.to_dict(),
+        "obs_mean": mean.astype(np.float32).tolist(), "obs_std": std.astype(np.float32).tolist(),
+        "content_checksum": ds.content_checksum, "metadata": ds.metadata,
+        "location": str(location),
+    }
+    (tmp / "info.json").write_text(json.dumps(info))
+
+
+def materialise(
+    location: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> CachedDataset:
+    """The cache entry of a store, filling it on first use.
+
+    Opening the store is cheap (metadata only); its content checksum names the entry, so an
+    existing entry is reused without reading any array and a changed store gets a new entry.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    ds = open_dataset(location, storage_options=storage_options)
+    entry = root / _entry_name(ds.content_checksum)
+    if (entry / "info.json").exists():
+        return CachedDataset.from_entry(entry)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".fill-{uuid.uuid4().hex[:8]}-", dir=root))
+    try:
+        _fill(tmp, os.fspath(location), storage_options)
+        try:
+            os.rename(tmp, entry)
+        except OSError:
+            if not (entry / "info.json").exists():  # not a lost race: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return CachedDataset.from_entry(entry)

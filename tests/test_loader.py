@@ -1,0 +1,178 @@
+"""spin_train's data path: cache, both placements, batch semantics, normalisation, checks."""
+
+import multiprocessing
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from spin_data import make_env, open_dataset
+from spin_data.store import DatasetWriter, publish
+from spin_train.data import (
+    ObservationNormaliser,
+    SchemaMismatch,
+    TransitionBuffer,
+    check_env,
+    load_buffer,
+    materialise,
+)
+from tests.test_store import MAZE_GRID, METADATA, maze_episodes, rollout, write_maze
+
+
+@pytest.fixture(scope="module")
+def maze_store(tmp_path_factory):
+    """A real maze-5 store whose episodes end in both terminations and truncations."""
+    root = tmp_path_factory.mktemp("maze")
+    episodes = maze_episodes(12, start=(0.27, 0.40))
+    assert any(e[3] for e in episodes) and any(e[4] for e in episodes)
+    write_maze(root / "store", episodes)
+    publish(root / "store", METADATA)
+    return root / "store"
+
+
+def expected_batch(location, seed, batch_size, calls=1):
+    """The batch a sampler must return: indices from torch.randint with the seeded generator."""
+    steps = open_dataset(location).transitions()
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(calls):
+        idx = torch.randint(0, len(steps["rewards"]), (batch_size,), generator=gen).numpy()
+    return {k: v[idx] for k, v in steps.items()}
+
+
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_batches_are_the_dataset_rows_drawn_by_the_seeded_generator(maze_store, tmp_path,
+                                                                    placement):
+    buffer = load_buffer(maze_store, placement=placement, seed=7, cache_dir=tmp_path)
+    assert buffer.placement == placement and len(buffer) == open_dataset(maze_store).n_steps
+    buffer.sample(64)
+    batch = buffer.sample(64)
+    want = expected_batch(maze_store, 7, 64, calls=2)
+    np.testing.assert_array_equal(batch.observations.numpy(), want["observations"])
+    np.testing.assert_array_equal(batch.next_observations.numpy(), want["next_observations"])
+    np.testing.assert_array_equal(batch.actions.numpy(), want["actions"])
+    np.testing.assert_array_equal(batch.rewards.numpy(), want["rewards"])
+    np.testing.assert_array_equal(batch.not_done.numpy(), 1.0 - want["terminations"])
+    assert batch.actions.dtype == torch.int64 and batch.observations.dtype == torch.float32
+    assert batch.not_done.dtype == torch.float32
+
+
+def test_not_done_is_zero_only_for_terminations(maze_store, tmp_path):
+    buffer = load_buffer(maze_store, seed=0, cache_dir=tmp_path)
+    batch = buffer.sample(50_000)  # far more than T: every row, terminal ones included
+    steps = open_dataset(maze_store).transitions()
+    rows_done = batch.not_done.numpy() == 0
+    assert rows_done.any()
+    # every sampled row with not_done = 0 is a termination, and truncated ends keep 1
+    term_obs = {tuple(o) for o in steps["observations"][steps["terminations"]]}
+    trunc_obs = {tuple(o) for o in steps["observations"][steps["truncations"]]}
+    sampled = [tuple(o) for o in batch.observations.numpy()]
+    assert all(sampled[i] in term_obs for i in np.flatnonzero(rows_done))
+    assert any(o in trunc_obs for i, o in enumerate(sampled) if not rows_done[i])
+
+
+def test_same_seed_same_batches_and_placements_agree(maze_store, tmp_path):
+    a = load_buffer(maze_store, placement="device", seed=3, cache_dir=tmp_path)
+    b = load_buffer(maze_store, placement="host", seed=3, cache_dir=tmp_path)
+    c = load_buffer(maze_store, placement="device", seed=4, cache_dir=tmp_path)
+    for _ in range(3):
+        x, y, z = a.sample(128), b.sample(128), c.sample(128)
+        for name in ("observations", "actions", "rewards", "next_observations", "not_done"):
+            assert torch.equal(getattr(x, name), getattr(y, name)), name
+        assert not torch.equal(x.observations, z.observations)
+
+
+def test_auto_placement_follows_the_budget(maze_store, tmp_path):
+    cached = materialise(maze_store, cache_dir=tmp_path)
+    assert TransitionBuffer(cached, device_budget=cached.nbytes).placement == "device"
+    assert TransitionBuffer(cached, device_budget=cached.nbytes - 1).placement == "host"
+
+
+def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):
+    first = materialise(maze_store, cache_dir=tmp_path / "cache")
+    # A second open reads metadata only: it works even with the store's chunks gone.
+    damaged = tmp_path / "copy"
+    shutil.copytree(maze_store, damaged)
+    shutil.rmtree(damaged / "steps" / "observations" / "c")
+    again = materialise(damaged, cache_dir=tmp_path / "cache")
+    assert again.path == first.path and again.n_steps == first.n_steps
+    # a store with other content gets its own entry
+    write_maze(tmp_path / "other", maze_episodes(3, first_seed=50))
+    publish(tmp_path / "other", METADATA)
+    other = materialise(tmp_path / "other", cache_dir=tmp_path / "cache")
+    assert other.path != first.path and other.content_checksum != first.content_checksum
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [first.path.name, other.path.name])
+    np.testing.assert_array_equal(first.load("rewards"),
+                                  open_dataset(maze_store).array("steps/rewards"))
+
+
+def _materialise(args):
+    location, cache_dir = args
+    return str(materialise(location, cache_dir=cache_dir).path)
+
+
+def test_two_processes_filling_the_cache_at_once(maze_store, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        paths = pool.map(_materialise, [(str(maze_store), str(tmp_path / "c"))] * 4)
+    assert len(set(paths)) == 1
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [paths[0].split("/")[-1]]
+    buffer = load_buffer(maze_store, cache_dir=tmp_path / "c", seed=1)
+    np.testing.assert_array_equal(buffer.sample(32).observations.numpy(),
+                                  expected_batch(maze_store, 1, 32)["observations"])
+
+
+def test_normalised_observations(maze_store, tmp_path):
+    buffer = load_buffer(maze_store, normalise=True, seed=5, cache_dir=tmp_path)
+    obs = open_dataset(maze_store).array("steps/observations").astype(np.float64)
+    np.testing.assert_allclose(buffer.normaliser.mean, obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(buffer.normaliser.std, obs.std(0), rtol=1e-5)
+    batch = buffer.sample(256)
+    want = expected_batch(maze_store, 5, 256)
+    norm = buffer.normaliser
+    np.testing.assert_allclose(batch.observations.numpy(),
+                               (want["observations"] - norm.mean) / norm.std, rtol=1e-6)
+    np.testing.assert_allclose(batch.next_observations.numpy(),
+                               (want["next_observations"] - norm.mean) / norm.std, rtol=1e-6)
+    saved = ObservationNormaliser.from_dict(norm.to_dict())
+    np.testing.assert_array_equal(saved.mean, norm.mean)
+    torch.testing.assert_close(saved(torch.from_numpy(want["observations"])), batch.observations)
+
+
+def test_schema_check_names_both_sides(tmp_path):
+    env = make_env("cheetah")
+    writer = DatasetWriter(tmp_path / "ch", obs_dim=17, bin_grid=env.bin_grid)
+    obs, act, rew, te, tr = rollout("cheetah", 0, 0)
+    writer.add_episode(obs, act, rew, terminated=te, truncated=tr, source="random", seed=0)
+    writer.publish({"dataset_id": "cheetah-check"})
+    cached = materialise(tmp_path / "ch", cache_dir=tmp_path / "cache")
+    check_env(cached, make_env("cheetah"), "cheetah")
+    with pytest.raises(SchemaMismatch, match=r"cheetah-check .* does not match environment "
+                                             r"finger: observation dim 17 vs 9; sub-actions N 6 vs 2"):
+        check_env(cached, make_env("finger"), "finger")
+    with pytest.raises(SchemaMismatch, match=r"bins \[3, 3, 3, 3, 3, 3\] vs \[5, 5, 5, 5, 5, 5\]"):
+        check_env(cached, make_env("cheetah", bins=5), "cheetah at 5 bins")
+    quad = DatasetWriter(tmp_path / "q", obs_dim=78, bin_grid=make_env("quadruped").bin_grid)
+    obs, act, rew, te, tr = rollout("quadruped", 0, 0)
+    quad.add_episode(obs, act, rew, terminated=te, truncated=tr, source="random", seed=0)
+    quad.publish({"dataset_id": "quadruped-check"})
+    qcached = materialise(tmp_path / "q", cache_dir=tmp_path / "cache")
+    with pytest.raises(SchemaMismatch, match="bin values of dimension"):
+        check_env(qcached, make_env("quadruped", grid="unit"), "quadruped (unit grid)")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_cuda_placements(maze_store, tmp_path, placement):
+    buffer = load_buffer(maze_store, device="cuda", placement=placement, seed=2,
+                         cache_dir=tmp_path)
+    batches = [buffer.sample(512) for _ in range(4)]
+    assert all(b.observations.device.type == "cuda" for b in batches)
+    steps = open_dataset(maze_store).transitions()
+    obs_rows = {tuple(o) for o in steps["observations"]}
+    assert all(tuple(o) in obs_rows for o in batches[-1].observations.cpu().numpy())
+    if placement == "host":  # host indices come from the CPU generator: exact rows known
+        want = expected_batch(maze_store, 2, 512, calls=4)
+        np.testing.assert_array_equal(batches[-1].observations.cpu().numpy(),
+                                      want["observations"])
