@@ -9,6 +9,7 @@ import torch
 
 from spin_data import make_env, open_dataset
 from spin_data.store import DatasetWriter, publish
+from spin_train.data.buffer import choose_placement, device_nbytes
 from spin_train.data import (
     ObservationNormaliser,
     SchemaMismatch,
@@ -84,8 +85,14 @@ def test_same_seed_same_batches_and_placements_agree(maze_store, tmp_path):
 
 def test_auto_placement_follows_the_budget(maze_store, tmp_path):
     cached = materialise(maze_store, cache_dir=tmp_path)
-    assert TransitionBuffer(cached, device_budget=cached.nbytes).placement == "device"
-    assert TransitionBuffer(cached, device_budget=cached.nbytes - 1).placement == "host"
+    need = device_nbytes(cached)
+    assert need == (cached.n_steps + cached.n_episodes) * 4 * 4 + cached.n_steps * 8 * 6
+    cuda = torch.device("cuda")  # only the decision is tested here, no CUDA needed
+    assert choose_placement(cuda, need, budget=need) == "device"
+    assert choose_placement(cuda, need, budget=need - 1) == "host"
+    assert choose_placement(torch.device("cpu"), need, budget=10 * need) == "host"
+    assert TransitionBuffer(cached).placement == "host"  # CPU default
+    assert TransitionBuffer(cached, placement="device").placement == "device"
 
 
 def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):

@@ -4,10 +4,11 @@ Two placements behind one API (:class:`TransitionBuffer`):
 
 - ``"device"``: every array lives on the training device and :meth:`TransitionBuffer.sample`
   draws indices with ``torch.randint`` on that device and gathers there: no host round trip and
-  no synchronisation per step. Used when the arrays fit the device-memory budget.
+  no synchronisation per step. Used on an accelerator when the arrays fit its memory budget.
 - ``"host"``: arrays stay memory-mapped in host memory; a batch is gathered on the host and,
   on CUDA, copied through a pinned staging buffer on a side stream while the previous batch is
-  in use (one batch of prefetch). On a CPU-only machine the gathered arrays are the batch.
+  in use (one batch of prefetch). On a CPU-only machine the gathered arrays are the batch; this
+  is the CPU default, as numpy gathers from memory-mapped arrays beat torch indexing there.
 
 Both placements draw the same indices for the same seed on the same device, so a run's batches do
 not depend on where the data sits.
@@ -80,15 +81,30 @@ class ObservationNormaliser:
 
 
 def default_device_budget(device: torch.device) -> int:
-    """Bytes the dataset may take on ``device``: half the free GPU memory on CUDA; on a CPU
-    device (where "device memory" is RAM) half the available RAM."""
+    """Bytes the dataset may take on a CUDA device: half its free memory."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.5)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.5)
-    except (ValueError, OSError, AttributeError):
-        return 0
+    return 0
+
+
+def choose_placement(device: torch.device, need_bytes: int, budget: int) -> str:
+    """``"device"`` when the arrays fit the budget of an accelerator, else ``"host"``.
+
+    A CPU device always gets the host placement: there the "device" is host memory anyway, and
+    numpy gathers from memory-mapped arrays measured faster than torch indexing of the same
+    arrays (``benchmarks/loader.py``), with no copy of the dataset at start-up.
+    """
+    if device.type == "cpu":
+        return "host"
+    return "device" if need_bytes <= budget else "host"
+
+
+def device_nbytes(cached: CachedDataset) -> int:
+    """Bytes the device placement takes: packed observation rows (D + 2 float32 per row,
+    final observations included), next-row indices and int64 actions."""
+    rows = cached.n_steps + cached.n_episodes
+    return rows * (cached.obs_dim + 2) * 4 + cached.n_steps * 8 * (1 + cached.n_actions)
 
 
 class TransitionBuffer:
@@ -97,8 +113,8 @@ class TransitionBuffer:
     Args:
         cached: the materialised dataset (:func:`spin_train.data.materialise`).
         device: the training device (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        placement: ``"auto"`` (device if the arrays fit ``device_budget``, else host),
-            ``"device"`` or ``"host"``.
+        placement: ``"auto"`` (see :func:`choose_placement`: on an accelerator, device if the
+            arrays fit ``device_budget``, else host; host on a CPU), ``"device"`` or ``"host"``.
         device_budget: bytes the arrays may take on the device (default
             :func:`default_device_budget`).
         normalise: normalise observations with the dataset's mean/std (see :attr:`normaliser`).
@@ -119,9 +135,9 @@ class TransitionBuffer:
             raise ValueError(f"unknown placement {placement!r}: accepted auto, device, host")
         self.cached = cached
         self.device = torch.device(device)
-        budget = default_device_budget(self.device) if device_budget is None else device_budget
         if placement == "auto":
-            placement = "device" if cached.nbytes <= budget else "host"
+            budget = default_device_budget(self.device) if device_budget is None else device_budget
+            placement = choose_placement(self.device, device_nbytes(cached), budget)
         self.placement: Literal["device", "host"] = placement
         self.normaliser = ObservationNormaliser.from_cached(cached) if normalise else None
         self.n_steps = cached.n_steps
@@ -151,22 +167,33 @@ class TransitionBuffer:
     # ----------------------------------------------------------------------------- device path
     def _load_to_device(self) -> None:
         c, dev = self.cached, self.device
-        self._obs = torch.from_numpy(c.load("observations", mmap=False)).to(dev)
+        obs = c.load("observations", mmap=False)
+        T = c.n_steps
+        # One packed float32 row per step, [observation | reward | not_done], so a batch is one
+        # gather for the step plus one for its next observation: the op count of the plainest
+        # preloaded-tensor sampler, without storing next observations twice. Final observations
+        # (rows T..T+E-1) carry zeros in the two extra columns; they are only read as "next".
+        packed = np.zeros((obs.shape[0], c.obs_dim + 2), dtype=np.float32)
+        packed[:, : c.obs_dim] = obs
+        del obs
+        packed[:T, c.obs_dim] = c.load("rewards")
+        packed[:T, c.obs_dim + 1] = ~c.load("terminations")
+        self._packed = torch.from_numpy(packed).to(dev)
         self._next_rows = torch.from_numpy(c.load("next_rows", mmap=False)).to(dev)
-        # Bin indices stay in their small stored dtype on the device; widened per batch.
-        self._actions = torch.from_numpy(c.load("actions", mmap=False)).to(dev)
-        self._rewards = torch.from_numpy(c.load("rewards", mmap=False)).to(dev)
-        self._not_done = torch.from_numpy(~c.load("terminations", mmap=False)).float().to(dev)
+        # int64 on the device: widening per batch would cost one more op every step.
+        self._actions = torch.from_numpy(c.load("actions").astype(np.int64)).to(dev)
 
     def _sample_on_device(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.n_steps, (batch_size,), device=self._gen_device,
                             generator=self._generator)
+        D = self.cached.obs_dim
+        rows = self._packed[idx]
         return Batch(
-            observations=self._obs[idx],
-            actions=self._actions[idx].long(),
-            rewards=self._rewards[idx],
-            next_observations=self._obs[self._next_rows[idx]],
-            not_done=self._not_done[idx],
+            observations=rows[:, :D],
+            actions=self._actions[idx],
+            rewards=rows[:, D],
+            next_observations=self._packed[self._next_rows[idx], :D],
+            not_done=rows[:, D + 1],
         )
 
     # ----------------------------------------------------------------------------- host path
