@@ -124,5 +124,151 @@ def envs(names: tuple[str, ...], bins: int, grid: str, suite: bool, fmt: str) ->
         )
 
 
+# ============================================================================= dataset tools
+# The commands below are thin: the work is in spin_data.store.tools. Library errors become one
+# line ("Error: <store>: <problem>") and exit 1; bad arguments exit 2 (click's usage errors).
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+class _StoreErrors:
+    """Context manager: the store's and the tools' errors -> one-line click errors, no traceback."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
+        if err is None or isinstance(err, (click.exceptions.ClickException, click.exceptions.Exit,
+                                           click.exceptions.Abort)):
+            return False
+        from spin_data.envs.registry import UnknownEnvironment
+        from spin_data.store.tools import PickleNotAllowed
+
+        if isinstance(err, PickleNotAllowed):
+            raise click.UsageError(_one_line(err)) from None
+        if isinstance(err, UnknownEnvironment):
+            raise click.BadParameter(_one_line(err), param_hint="--env") from None
+        if isinstance(err, (ValueError, RuntimeError, OSError)):
+            # DatasetOpenError, StoreLocationError, DatasetWriteError, ToolError, BinGridError
+            # are ValueErrors; StagingExists is a RuntimeError; OSError: unreadable/unwritable.
+            raise click.ClickException(_one_line(err)) from None
+        return False
+
+
+@main.command()
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info(store: str, as_json: bool) -> None:
+    """Describe a dataset: id, env, quality, sizes, bins, returns per source, provenance.
+
+    STORE: a store path or URL (directory, file://, .zip, s3://...).
+    """
+    from spin_data.store import tools
+
+    with _StoreErrors():
+        ds = tools._open(store)
+        if as_json:
+            click.echo(json.dumps(tools.info_dict(ds), indent=2))
+        else:
+            click.echo(tools.info_card(ds))
+
+
+@main.command()
+@click.argument("store")
+def verify(store: str) -> None:
+    """Re-hash every array and check the schema's invariants; exit 1 on any problem.
+
+    STORE: a store path or URL.
+    """
+    from spin_data.store import tools
+
+    with _StoreErrors():
+        report = tools.verify(store)
+    for problem in report.problems:
+        click.echo(f"{store}: {problem}", err=True)
+    if not report.ok:
+        click.echo(f"FAILED: {store}: {len(report.problems)} problem(s) in "
+                   f"{len(report.checks)} checks", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: {store}: {len(report.checks)} checks passed ({report.n_steps:,} steps, "
+               f"{report.n_episodes:,} episodes)")
+
+
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--out", required=True, help="Where to publish the combined store (must not exist).")
+@click.option("--id", "dataset_id", default=None, help="Dataset id (default: the --out name).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes building shards while publishing.")
+def combine(stores: tuple[str, ...], out: str, dataset_id: str | None, workers: int) -> None:
+    """Publish a new store with every episode of STORES in order (e.g. medium + expert).
+
+    The stores must share env, observation size and bin grid; they are only read.
+    """
+    from spin_data.store import tools
+
+    if len(stores) < 2:
+        raise click.BadParameter(f"combine needs at least two stores, got {len(stores)}",
+                                 param_hint="STORES")
+    with _StoreErrors():
+        location = tools.combine(list(stores), out, dataset_id=dataset_id, workers=workers)
+    click.echo(f"published {location}")
+
+
+@main.command()
+@click.argument("store")
+@click.option("--format", "fmt", type=click.Choice(["npz"]), default="npz", show_default=True,
+              help="Output format (D4RL-style arrays).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The file to write (must not exist).")
+def export(store: str, fmt: str, out: str) -> None:
+    """Export STORE as plain numeric arrays (loads with numpy, no pickle)."""
+    from spin_data.store import tools
+
+    with _StoreErrors():
+        path = tools.export_npz(store, out)
+    click.echo(f"wrote {path}")
+
+
+@main.command(name="import")
+@click.argument("pickle_path", metavar="PICKLE", type=click.Path(dir_okay=False))
+@click.option("--env", "env_name", required=True, help="Environment the data was collected on.")
+@click.option("--bins", type=click.IntRange(min=2), default=None,
+              help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
+@click.option("--grid", type=click.Choice(["unit", "actuator"]), default="unit", show_default=True,
+              help="DMC bin grid of the data: the benchmark's [-1, 1], or actuator bounds.")
+@click.option("--out", required=True, help="Where to publish the store (must not exist).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Permit unpickling PICKLE (it runs code from the file: trusted files only).")
+@click.option("--source", type=click.Choice(["random", "medium", "expert", "other"]),
+              default="other", show_default=True, help="Source code of every episode.")
+@click.option("--actions", type=click.Choice(["auto", "indices", "values"]), default="auto",
+              show_default=True,
+              help="Actions in the file: bin indices, bin values, or auto (ints = indices).")
+@click.option("--id", "dataset_id", default=None, help="Dataset id (default: the --out name).")
+def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: str,
+            allow_pickle: bool, source: str, actions: str, dataset_id: str | None) -> None:
+    """Import a benchmark pickle of (s, a, r, s', done) tuples as a store.
+
+    A done after exactly the env's time limit is a truncation, earlier a termination.
+    """
+    from spin_data.envs import registry
+    from spin_data.store import tools
+
+    if not allow_pickle:
+        raise click.UsageError(f"{pickle_path}: refused: {tools.PICKLE_REFUSAL}")
+    with _StoreErrors():
+        spec = registry.resolve(env_name)
+        if spec.family != "dmc" and bins not in (None, 2):
+            raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
+                                     param_hint="--bins")
+        location = tools.import_benchmark_pickle(
+            pickle_path, out, env_name=env_name, bins=bins, allow_pickle=True, source=source,
+            grid=grid, actions=actions, dataset_id=dataset_id)
+    click.echo(f"published {location}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

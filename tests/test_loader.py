@@ -9,7 +9,6 @@ import torch
 
 from spin_data import make_env, open_dataset
 from spin_data.store import DatasetWriter, publish
-from spin_train.data.buffer import choose_placement, device_nbytes
 from spin_train.data import (
     ObservationNormaliser,
     SchemaMismatch,
@@ -18,14 +17,16 @@ from spin_train.data import (
     load_buffer,
     materialise,
 )
-from tests.test_store import MAZE_GRID, METADATA, maze_episodes, rollout, write_maze
+from spin_train.data.buffer import choose_placement, device_nbytes
+from tests.episodes import maze_episodes, random_episode
+from tests.test_store import METADATA, write_maze
 
 
 @pytest.fixture(scope="module")
 def maze_store(tmp_path_factory):
     """A real maze-5 store whose episodes end in both terminations and truncations."""
     root = tmp_path_factory.mktemp("maze")
-    episodes = maze_episodes(12, start=(0.27, 0.40))
+    episodes = maze_episodes(range(12), near_goal=True)
     assert any(e[3] for e in episodes) and any(e[4] for e in episodes)
     write_maze(root / "store", episodes)
     publish(root / "store", METADATA)
@@ -104,7 +105,7 @@ def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):
     again = materialise(damaged, cache_dir=tmp_path / "cache")
     assert again.path == first.path and again.n_steps == first.n_steps
     # a store with other content gets its own entry
-    write_maze(tmp_path / "other", maze_episodes(3, first_seed=50))
+    write_maze(tmp_path / "other", maze_episodes(range(50, 53)))
     publish(tmp_path / "other", METADATA)
     other = materialise(tmp_path / "other", cache_dir=tmp_path / "cache")
     assert other.path != first.path and other.content_checksum != first.content_checksum
@@ -150,7 +151,7 @@ def test_normalised_observations(maze_store, tmp_path):
 def test_schema_check_names_both_sides(tmp_path):
     env = make_env("cheetah")
     writer = DatasetWriter(tmp_path / "ch", obs_dim=17, bin_grid=env.bin_grid)
-    obs, act, rew, te, tr = rollout("cheetah", 0, 0)
+    obs, act, rew, te, tr, _ = random_episode(make_env("cheetah"), 0)
     writer.add_episode(obs, act, rew, terminated=te, truncated=tr, source="random", seed=0)
     writer.publish({"dataset_id": "cheetah-check"})
     cached = materialise(tmp_path / "ch", cache_dir=tmp_path / "cache")
@@ -161,7 +162,7 @@ def test_schema_check_names_both_sides(tmp_path):
     with pytest.raises(SchemaMismatch, match=r"bins \[3, 3, 3, 3, 3, 3\] vs \[5, 5, 5, 5, 5, 5\]"):
         check_env(cached, make_env("cheetah", bins=5), "cheetah at 5 bins")
     quad = DatasetWriter(tmp_path / "q", obs_dim=78, bin_grid=make_env("quadruped").bin_grid)
-    obs, act, rew, te, tr = rollout("quadruped", 0, 0)
+    obs, act, rew, te, tr, _ = random_episode(make_env("quadruped"), 0)
     quad.add_episode(obs, act, rew, terminated=te, truncated=tr, source="random", seed=0)
     quad.publish({"dataset_id": "quadruped-check"})
     qcached = materialise(tmp_path / "q", cache_dir=tmp_path / "cache")

@@ -2,7 +2,6 @@
 
 import json
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
@@ -25,49 +24,7 @@ from spin_data.store import (
     publish,
     schema,
 )
-
-
-def rollout(env_name: str, seed: int, policy_seed: int, max_steps: int | None = None):
-    """One full uniform-random episode of a real env: (obs (L+1, D), actions, rewards, te, tr)."""
-    env = make_env(env_name)
-    rng = np.random.default_rng(policy_seed)
-    obs, _ = env.reset(seed=seed)
-    observations, actions, rewards = [obs], [], []
-    counts = np.asarray(env.bin_grid.counts)
-    while True:
-        action = rng.integers(0, counts)
-        obs, reward, terminated, truncated, _ = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        if terminated or truncated:
-            break
-    return np.stack(observations), np.stack(actions), np.asarray(rewards), terminated, truncated
-
-
-def maze_episodes(n: int, first_seed: int = 0, start=None):
-    """Real maze-5 episodes; starting next to the goal makes some of them terminate."""
-    from spin_data.envs.maze import MazeEnv, maze_config
-
-    episodes = []
-    for seed in range(first_seed, first_seed + n):
-        env = MazeEnv(maze_config(5))
-        rng = np.random.default_rng(10_000 + seed)
-        options = {"position": start} if start is not None and seed % 2 == 0 else None
-        obs, _ = env.reset(seed=seed, options=options)
-        observations, actions, rewards = [obs], [], []
-        while True:
-            action = rng.integers(0, 2, 5)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            if terminated or truncated:
-                break
-        episodes.append((np.stack(observations), np.stack(actions), np.asarray(rewards),
-                         terminated, truncated, seed))
-    return episodes
-
+from tests.episodes import maze_episodes, random_episode
 
 MAZE_GRID = make_env("maze-5").bin_grid
 METADATA = {"dataset_id": "maze-5-test-v1", "env": {"name": "maze-5", "kwargs": {}}}
@@ -84,14 +41,15 @@ def write_maze(location, episodes, *, part=0, staging_dir=None, resume=False, so
 
 @pytest.fixture(scope="module")
 def cheetah_episodes():
-    return [rollout("cheetah", seed=s, policy_seed=100 + s) for s in range(3)]
+    env = make_env("cheetah")
+    return [random_episode(env, s, policy_seed=100 + s) for s in range(3)]
 
 
 def test_round_trip_identical_arrays_and_metadata(tmp_path, cheetah_episodes):
     env = make_env("cheetah")
     location = tmp_path / "cheetah-random"
     writer = DatasetWriter(location, obs_dim=17, bin_grid=env.bin_grid)
-    for i, (obs, act, rew, te, tr) in enumerate(cheetah_episodes):
+    for i, (obs, act, rew, te, tr, _) in enumerate(cheetah_episodes):
         writer.add_episode(obs, act, rew, terminated=te, truncated=tr,
                            source=["random", "medium", "expert"][i], seed=i)
     assert not location.exists()  # nothing visible before publishing
@@ -113,7 +71,7 @@ def test_round_trip_identical_arrays_and_metadata(tmp_path, cheetah_episodes):
     assert steps["actions"].dtype == np.uint8 and steps["observations"].dtype == np.float32
     assert steps["truncations"].sum() == 3 and not steps["terminations"].any()
     np.testing.assert_array_equal(np.flatnonzero(steps["truncations"]), [999, 1999, 2999])
-    for i, (obs, act, rew, te, tr) in enumerate(cheetah_episodes):
+    for i, (obs, act, rew, te, tr, _) in enumerate(cheetah_episodes):
         episode = ds.episode(i)
         np.testing.assert_array_equal(episode.observations, obs)
         np.testing.assert_array_equal(episode.actions, act)
@@ -136,7 +94,7 @@ def test_round_trip_identical_arrays_and_metadata(tmp_path, cheetah_episodes):
 
 
 def test_layout_of_a_million_step_store():
-    """~1 MiB+ chunks along time inside 2**18-row shards: 4 shard files per array for 1M steps."""
+    """>= 4 MiB chunks along time inside 2**18-row shards: 4 shard files per array for 1M steps."""
     for spec in schema.ARRAYS:
         if spec.per != "step":
             continue
@@ -144,7 +102,7 @@ def test_layout_of_a_million_step_store():
         dtype = schema.array_dtype(spec, [3] * 21)
         chunks, shards = schema.layout(spec, shape, dtype)
         row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
-        assert chunks[0] * row_bytes >= min(2**20, schema.SHARD_ROWS * row_bytes)
+        assert chunks[0] * row_bytes >= min(schema.MIN_CHUNK_BYTES, schema.SHARD_ROWS * row_bytes)
         assert shards[0] == schema.SHARD_ROWS and shards[0] % chunks[0] == 0
         assert -(-shape[0] // shards[0]) == 4
     assert schema.action_dtype([3] * 21) == np.uint8
@@ -152,7 +110,7 @@ def test_layout_of_a_million_step_store():
 
 
 def test_terminations_are_recorded_apart_from_truncations(tmp_path):
-    episodes = maze_episodes(6, start=(0.27, 0.40))  # even seeds start just below the goal
+    episodes = maze_episodes(range(6), near_goal=True)  # even seeds start below the goal
     assert any(e[3] for e in episodes) and any(e[4] for e in episodes)
     write_maze(tmp_path / "m", episodes)
     publish(tmp_path / "m", METADATA)
@@ -165,7 +123,7 @@ def test_terminations_are_recorded_apart_from_truncations(tmp_path):
 
 
 def test_same_episodes_give_the_same_bytes(tmp_path):
-    episodes = maze_episodes(4)
+    episodes = maze_episodes(range(4))
     for name in ("a", "b"):
         write_maze(tmp_path / name, episodes)
         publish(tmp_path / name, METADATA)
@@ -179,7 +137,7 @@ def test_same_episodes_give_the_same_bytes(tmp_path):
 
 
 def test_published_stores_are_never_replaced(tmp_path):
-    episodes = maze_episodes(2)
+    episodes = maze_episodes(range(2))
     write_maze(tmp_path / "m", episodes)
     publish(tmp_path / "m", METADATA)
     before = open_dataset(tmp_path / "m").content_checksum
@@ -193,7 +151,7 @@ def test_published_stores_are_never_replaced(tmp_path):
 
 
 def test_bad_episodes_are_refused_and_nothing_is_committed(tmp_path):
-    (obs, act, rew, te, tr, seed), = maze_episodes(1)
+    (obs, act, rew, te, tr, seed), = maze_episodes(range(1))
     writer = DatasetWriter(tmp_path / "m", obs_dim=2, bin_grid=MAZE_GRID)
     cases = [
         (dict(observations=obs[:-1]), DatasetWriteError, r"\(L \+ 1, D\)"),
@@ -226,7 +184,7 @@ def test_open_refuses_what_is_not_a_complete_known_store(tmp_path):
     with pytest.raises(DatasetOpenError, match="not a spin dataset"):
         open_dataset(tmp_path / "other-zarr")
 
-    write_maze(tmp_path / "m", maze_episodes(1))
+    write_maze(tmp_path / "m", maze_episodes(range(1)))
     publish(tmp_path / "m", METADATA)
     root = tmp_path / "m" / "zarr.json"
     original = json.loads(root.read_text())
@@ -241,7 +199,7 @@ def test_open_refuses_what_is_not_a_complete_known_store(tmp_path):
 
 
 def test_interrupted_write_resumes_from_the_last_complete_episode(tmp_path):
-    episodes = maze_episodes(5)
+    episodes = maze_episodes(range(5))
     location = tmp_path / "m"
     writer = write_maze(location, episodes[:3])
     # A crash while episode 4 was being written: some of its bytes and half a journal line.
@@ -266,17 +224,17 @@ def test_interrupted_write_resumes_from_the_last_complete_episode(tmp_path):
 
 
 def test_a_resumed_part_must_match_its_grid(tmp_path):
-    write_maze(tmp_path / "m", maze_episodes(1))
+    write_maze(tmp_path / "m", maze_episodes(range(1)))
     with pytest.raises(DatasetWriteError, match="cannot resume"):
         DatasetWriter(tmp_path / "m", obs_dim=3, bin_grid=MAZE_GRID, resume=True)
 
 
 def test_discard_removes_an_interrupted_write(tmp_path):
-    write_maze(tmp_path / "m", maze_episodes(2))
+    write_maze(tmp_path / "m", maze_episodes(range(2)))
     assert discard(tmp_path / "m") is True
     assert not Path(str(tmp_path / "m") + ".partial").exists()
     assert discard(tmp_path / "m") is False
-    write_maze(tmp_path / "m", maze_episodes(1))  # a fresh start is allowed again
+    write_maze(tmp_path / "m", maze_episodes(range(1)))  # a fresh start is allowed again
     publish(tmp_path / "m", METADATA)
     assert open_dataset(tmp_path / "m").n_episodes == 1
 
@@ -332,7 +290,7 @@ def test_killed_writer_process_resumes_cleanly(tmp_path):
 
 def _write_part(args):
     location, part, first_seed, n = args
-    write_maze(location, maze_episodes(n, first_seed=first_seed), part=part)
+    write_maze(location, maze_episodes(range(first_seed, first_seed + n)), part=part)
     return part
 
 
@@ -348,7 +306,7 @@ def test_several_writers_equal_one_writer(tmp_path):
     multi = open_dataset(location)
     assert multi.n_steps > schema.SHARD_ROWS  # at least two shards, so both workers wrote
 
-    write_maze(tmp_path / "single", maze_episodes(2100))
+    write_maze(tmp_path / "single", maze_episodes(range(2100)))
     publish(tmp_path / "single", METADATA)
     single = open_dataset(tmp_path / "single")
     assert multi.checksums == single.checksums

@@ -93,6 +93,8 @@ def open_store(
     """A read-only zarr store for an existing location (raises if there is nothing there)."""
     loc = location if isinstance(location, Location) else parse_location(location)
     if loc.kind == "local":
+        if os.path.isfile(loc.target):
+            raise StoreLocationError(f"{loc}: a file, not a store directory (or a .zip store)")
         if not os.path.isdir(loc.target):
             raise StoreLocationError(f"{loc}: no such store directory")
         return LocalStore(loc.target, read_only=True)
@@ -108,24 +110,43 @@ def open_store(
 
 
 def _async_fs(fs: Any) -> Any:
-    """zarr's FsspecStore needs an async filesystem; wrap a sync one (e.g. a memory fs)."""
+    """zarr's FsspecStore needs an async filesystem; wrap a sync one (e.g. a memory fs).
+
+    ``url_to_fs`` gives a *sync* instance even of an async filesystem (s3fs): its client lives
+    on fsspec's own event loop, and zarr, which awaits it on zarr's loop, fails with "attached to
+    a different loop". Such a filesystem is re-created in async mode (what zarr's own
+    ``FsspecStore.from_url`` does), so its client is made on zarr's loop.
+    """
     if getattr(fs, "async_impl", False):
-        return fs
+        if getattr(fs, "asynchronous", False):
+            return fs
+        return type(fs)(**{**fs.storage_options, "asynchronous": True})
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-    return AsyncFileSystemWrapper(fs)
+    return AsyncFileSystemWrapper(fs, asynchronous=True)
 
 
 def _check_bucket(fs: Any, path: str, loc: Location) -> None:
     bucket = path.split("/", 1)[0]
     try:
-        exists = fs.exists(bucket)
+        if fs.exists(bucket):
+            return
+        # exists() answers False for every failure (s3fs swallows access-denied and connection
+        # errors alike): ask again in a way that says why before calling the bucket missing.
+        fs.info(bucket)
+    except FileNotFoundError:
+        pass
     except PermissionError as err:
-        raise StoreLocationError(f"{loc}: access denied ({err}); check credentials") from None
+        raise StoreLocationError(
+            f"{loc}: access denied to bucket {bucket!r} ({err}); check credentials"
+        ) from None
     except Exception as err:  # botocore raises its own types for missing credentials
-        raise StoreLocationError(f"{loc}: cannot reach storage: {err}") from None
-    if not exists:
-        raise StoreLocationError(f"{loc}: bucket {bucket!r} does not exist")
+        raise StoreLocationError(
+            f"{loc}: cannot reach storage for bucket {bucket!r}: {type(err).__name__}: {err}"
+        ) from None
+    else:
+        return  # info() found it where exists() did not
+    raise StoreLocationError(f"{loc}: bucket {bucket!r} does not exist")
 
 
 def exists(location: str | Location, *, storage_options: dict[str, Any] | None = None) -> bool:

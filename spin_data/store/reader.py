@@ -188,6 +188,12 @@ def open_dataset(
             f"{loc}: incomplete store (its write was interrupted before publishing); "
             "resume or discard the write and publish again"
         )
+    attrs = dict(group.attrs)
+    lacking = [k for k in ("metadata", "checksums", "content_checksum") if k not in attrs]
+    if not lacking and "bin_grid" not in (attrs["metadata"] or {}):
+        lacking = ["metadata.bin_grid"]
+    if lacking:
+        raise DatasetOpenError(f"{loc}: damaged store: root attributes lack {', '.join(lacking)}")
     missing = [p for p in schema.ARRAY_PATHS if p not in group]
     if missing:
         raise DatasetOpenError(f"{loc}: damaged store: missing arrays {', '.join(missing)}")

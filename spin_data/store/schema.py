@@ -20,10 +20,10 @@ A store is a zarr v3 group (zarr-python 3.1) readable with nothing but zarr-pyth
 Next observations are never stored twice: for step t inside an episode it is
 ``observations[t + 1]``; for an episode's last step it is ``final_observations[e]``.
 
-Per-step arrays are chunked along time in chunks of about 1 MiB or more (a power of two of rows)
+Per-step arrays are chunked along time in chunks of 4 MiB or more (a power of two of rows)
 inside shards of :data:`SHARD_ROWS` rows, so a million-step store is a handful of files per array,
-and compressed with Blosc-zstd (byte shuffle for floats, bit shuffle for integers and booleans:
-measured against plain zstd in ``benchmarks/store_codecs.py``). Nothing is pickled and no array
+and compressed with Blosc and bit shuffle (lz4 for floats, zstd for integers and booleans:
+measured against the alternatives in ``benchmarks/store_codecs.py``). Nothing is pickled and no array
 has an object dtype.
 """
 
@@ -41,8 +41,8 @@ SCHEMA_VERSION = 1
 
 #: Rows per shard of every per-step array; every writer owns whole shards.
 SHARD_ROWS = 1 << 18
-#: Smallest chunk payload along time.
-MIN_CHUNK_BYTES = 1 << 20
+#: Smallest chunk payload along time (4 MiB: fewer, larger chunks decode faster whole-array).
+MIN_CHUNK_BYTES = 1 << 22
 #: Rows per shard of per-episode arrays (a million-step store has ~1000-10000 episodes).
 EPISODE_SHARD_ROWS = 1 << 16
 
@@ -104,7 +104,7 @@ def _pow2_at_least(n: int) -> int:
 
 
 def layout(spec: ArraySpec, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple, tuple]:
-    """(chunks, shards) of an array: >= ~1 MiB chunks along time inside fixed-row shards.
+    """(chunks, shards) of an array: chunks of >= MIN_CHUNK_BYTES along time in fixed-row shards.
 
     Shards never exceed the data (rounded up to whole chunks), so a small store stays small.
     """
@@ -119,9 +119,15 @@ def layout(spec: ArraySpec, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tu
 
 
 def compressor(dtype: np.dtype) -> BloscCodec:
-    """Blosc-zstd; byte shuffle suits floats, bit shuffle suits small integers and booleans."""
-    shuffle = BloscShuffle.shuffle if dtype.kind == "f" else BloscShuffle.bitshuffle
-    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
+    """Blosc with bit shuffle: lz4 for floats, zstd for integers and booleans.
+
+    Observations barely compress (about 1.1x with any codec), so floats get the codec that
+    decodes fastest at the same ratio (lz4); bin indices and flags compress 4x to 1000x and get
+    zstd's better ratio. Figures: ``benchmarks/store_codecs.py``.
+    """
+    if dtype.kind == "f":
+        return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)
+    return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
 
 
 def dimension_names(spec: ArraySpec) -> tuple[str, ...]:
