@@ -16,7 +16,6 @@ not depend on where the data sits.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
