@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import repeat_timings, summary, write_results  # noqa: E402
+from common import timed, write_results  # noqa: E402
 
 from spin_data.envs.bins import BinGrid  # noqa: E402
 from spin_data.store import DatasetWriter, open_dataset  # noqa: E402
@@ -79,7 +79,7 @@ def batches_per_second(sample, n_batches: int, repeats: int, device: torch.devic
             torch.cuda.synchronize()
 
     run()  # warm-up
-    rates = [n_batches / t for t in repeat_timings(run, repeats)]
+    rates = [n_batches / t for t in timed(run, repeats)["all_s"]]
     return {"min": min(rates), "median": float(np.median(rates)), "max": max(rates)}
 
 
@@ -125,17 +125,20 @@ def main() -> None:
     load_repeats = max(2, min(args.repeats, 3))
     results: dict = {"steps": args.steps, "device": str(device), "loads_s": {}, "sampling": {}}
 
-    def first_load():
-        shutil.rmtree(cache, ignore_errors=True)
-        TransitionBuffer(materialise(store, cache_dir=cache), device=device, placement="device")
+    results["loads_s"]["reference pickle"] = timed(lambda: reference_load(pkl, device),
+                                                   load_repeats)
+    for placement in ("host", "device"):
+        def first_load(placement=placement):
+            shutil.rmtree(cache, ignore_errors=True)
+            TransitionBuffer(materialise(store, cache_dir=cache), device=device,
+                             placement=placement)
 
-    def second_load():
-        TransitionBuffer(materialise(store, cache_dir=cache), device=device, placement="device")
+        def second_load(placement=placement):
+            TransitionBuffer(materialise(store, cache_dir=cache), device=device,
+                             placement=placement)
 
-    results["loads_s"]["reference pickle"] = summary(
-        repeat_timings(lambda: reference_load(pkl, device), load_repeats))
-    results["loads_s"]["spin first load"] = summary(repeat_timings(first_load, load_repeats))
-    results["loads_s"]["spin second load"] = summary(repeat_timings(second_load, load_repeats))
+        results["loads_s"][f"spin first load ({placement})"] = timed(first_load, load_repeats)
+        results["loads_s"][f"spin second load ({placement})"] = timed(second_load, load_repeats)
 
     tensors = reference_load(pkl, device)
     T = tensors["r"].shape[0]
@@ -168,21 +171,25 @@ def main() -> None:
         results["sampling"][str(B)] = row
 
     loads = results["loads_s"]
-    ref, first, second = (loads[k]["median"] for k in
-                          ("reference pickle", "spin first load", "spin second load"))
+    ref = loads["reference pickle"]["median_s"]
     print(f"\nloads of {args.steps:,} transitions on {device} (seconds, min / median)")
     for name, s in loads.items():
-        print(f"  {name:28s} {s['min']:8.2f} / {s['median']:8.2f}")
-    print(f"  first load vs reference: {ref / first:.1f}x faster; second vs first: "
-          f"{first / second:.1f}x faster")
+        print(f"  {name:32s} {s['min_s']:8.2f} / {s['median_s']:8.2f}")
+    results["ratios"] = {}
+    for placement in ("host", "device"):
+        first = loads[f"spin first load ({placement})"]["median_s"]
+        second = loads[f"spin second load ({placement})"]["median_s"]
+        results["ratios"][placement] = {"first_vs_reference": ref / first,
+                                        "second_vs_first": first / second}
+        print(f"  {placement}: first load {ref / first:.1f}x faster than the reference; "
+              f"second load {first / second:.1f}x faster than the first")
     for B, row in results["sampling"].items():
         ceiling_rate = row["ceiling (preloaded tensors)"]["median"]
         print(f"\nbatches/s at batch {B} (min / median)")
         for name, r in row.items():
             print(f"  {name:28s} {r['min']:10.1f} / {r['median']:10.1f}"
                   f"   ({r['median'] / ceiling_rate:6.1%} of ceiling)")
-    results["ratios"] = {"first_vs_reference": ref / first, "second_vs_first": first / second}
-    print(f"\nwrote {write_results(f'loader-{device.type}', results)}")
+    print(f"\nwrote {write_results(f'loader-{device.type}', {'args': vars(args), **results})}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

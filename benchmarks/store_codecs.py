@@ -1,8 +1,7 @@
 """Compression codecs for the dataset store: ratio, write MB/s and read MB/s.
 
-Compares the codec spin uses (``schema.compressor``: Blosc-zstd clevel 3, byte shuffle for floats,
-bit shuffle for integers and booleans) with alternatives, on the store's own chunk/shard layout
-(``schema.layout``) through zarr-python, for:
+Compares the codec spin uses (``schema.compressor``: Blosc-zstd clevel 3 with bit shuffle) with
+alternatives, on the store's own chunk/shard layout (``schema.layout``) through zarr-python, for:
 
     random-obs   N(0, 1) float32 observations, 67 wide (humanoid-shaped)   - worst case
     real-obs     humanoid observations from uniform-random-policy rollouts (tiled to --rows)

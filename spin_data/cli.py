@@ -165,10 +165,10 @@ def info(store: str, as_json: bool) -> None:
 
     STORE: a store path or URL (directory, file://, .zip, s3://...).
     """
-    from spin_data.store import tools
+    from spin_data.store import open_dataset, tools
 
     with _StoreErrors():
-        ds = tools._open(store)
+        ds = open_dataset(store)
         if as_json:
             click.echo(json.dumps(tools.info_dict(ds), indent=2))
         else:

@@ -87,7 +87,8 @@ def test_same_seed_same_batches_and_placements_agree(maze_store, tmp_path):
 def test_auto_placement_follows_the_budget(maze_store, tmp_path):
     cached = materialise(maze_store, cache_dir=tmp_path)
     need = device_nbytes(cached)
-    assert need == (cached.n_steps + cached.n_episodes) * 4 * 4 + cached.n_steps * 8 * 6
+    payload = (cached.n_steps + cached.n_episodes) * 4 * 4 + cached.n_steps * 8 * 6
+    assert payload <= need < payload + 3 * 4096  # rows, next_rows, actions (+ .npy headers)
     cuda = torch.device("cuda")  # only the decision is tested here, no CUDA needed
     assert choose_placement(cuda, need, budget=need) == "device"
     assert choose_placement(cuda, need, budget=need - 1) == "host"
@@ -111,7 +112,7 @@ def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):
     assert other.path != first.path and other.content_checksum != first.content_checksum
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [first.path.name, other.path.name])
-    np.testing.assert_array_equal(first.load("rewards"),
+    np.testing.assert_array_equal(first.rewards(),
                                   open_dataset(maze_store).array("steps/rewards"))
 
 

@@ -22,8 +22,8 @@ Next observations are never stored twice: for step t inside an episode it is
 
 Per-step arrays are chunked along time in chunks of 4 MiB or more (a power of two of rows)
 inside shards of :data:`SHARD_ROWS` rows, so a million-step store is a handful of files per array,
-and compressed with Blosc and bit shuffle (lz4 for floats, zstd for integers and booleans:
-measured against the alternatives in ``benchmarks/store_codecs.py``). Nothing is pickled and no array
+and compressed with Blosc-zstd and bit shuffle (measured against the alternatives in
+``benchmarks/store_codecs.py``). Nothing is pickled and no array
 has an object dtype.
 """
 
@@ -119,14 +119,12 @@ def layout(spec: ArraySpec, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tu
 
 
 def compressor(dtype: np.dtype) -> BloscCodec:
-    """Blosc with bit shuffle: lz4 for floats, zstd for integers and booleans.
+    """Blosc-zstd (level 3) with bit shuffle, for every array.
 
-    Observations barely compress (about 1.1x with any codec), so floats get the codec that
-    decodes fastest at the same ratio (lz4); bin indices and flags compress 4x to 1000x and get
-    zstd's better ratio. Figures: ``benchmarks/store_codecs.py``.
+    Measured (``benchmarks/store_codecs.py``): observations compress about 1.1x with any codec
+    and bit-shuffled zstd decodes them as fast as lz4 (within run-to-run noise) at a slightly
+    better ratio; bin indices compress 4.3x (best of the candidates) and flags 2000x.
     """
-    if dtype.kind == "f":
-        return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)
     return BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle)
 
 

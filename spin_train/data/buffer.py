@@ -100,10 +100,9 @@ def choose_placement(device: torch.device, need_bytes: int, budget: int) -> str:
 
 
 def device_nbytes(cached: CachedDataset) -> int:
-    """Bytes the device placement takes: packed observation rows (D + 2 float32 per row,
-    final observations included), next-row indices and int64 actions."""
-    rows = cached.n_steps + cached.n_episodes
-    return rows * (cached.obs_dim + 2) * 4 + cached.n_steps * 8 * (1 + cached.n_actions)
+    """Bytes the device placement takes: the cache's packed rows, next-row indices, actions."""
+    return cached.nbytes - sum(
+        (cached.path / f"{name}.npy").stat().st_size for name in ("terminations", "truncations"))
 
 
 class TransitionBuffer:
@@ -146,11 +145,13 @@ class TransitionBuffer:
         self._generator = torch.Generator(device=gen_device)
         self._generator.manual_seed(int(seed))
         self._gen_device = gen_device
+        # The same three arrays either way: torch tensors on the device, or memory-mapped numpy.
+        names = ("rows", "next_rows", "actions")
         if placement == "device":
-            self._load_to_device()
+            self._rows, self._next_rows, self._actions = (
+                torch.from_numpy(cached.load(n, mmap=False)).to(self.device) for n in names)
         else:
-            self._arrays = {name: cached.load(name) for name in
-                            ("observations", "next_rows", "actions", "rewards", "terminations")}
+            self._rows, self._next_rows, self._actions = (cached.load(n) for n in names)
             self._staging: dict[int, list[dict[str, torch.Tensor]]] = {}
             self._slot = 0
             self._slot_done: list[Any] = [None, None]
@@ -164,47 +165,30 @@ class TransitionBuffer:
         return self.n_steps
 
     # ----------------------------------------------------------------------------- device path
-    def _load_to_device(self) -> None:
-        c, dev = self.cached, self.device
-        obs = c.load("observations", mmap=False)
-        T = c.n_steps
-        # One packed float32 row per step, [observation | reward | not_done], so a batch is one
-        # gather for the step plus one for its next observation: the op count of the plainest
-        # preloaded-tensor sampler, without storing next observations twice. Final observations
-        # (rows T..T+E-1) carry zeros in the two extra columns; they are only read as "next".
-        packed = np.zeros((obs.shape[0], c.obs_dim + 2), dtype=np.float32)
-        packed[:, : c.obs_dim] = obs
-        del obs
-        packed[:T, c.obs_dim] = c.load("rewards")
-        packed[:T, c.obs_dim + 1] = ~c.load("terminations")
-        self._packed = torch.from_numpy(packed).to(dev)
-        self._next_rows = torch.from_numpy(c.load("next_rows", mmap=False)).to(dev)
-        # int64 on the device: widening per batch would cost one more op every step.
-        self._actions = torch.from_numpy(c.load("actions").astype(np.int64)).to(dev)
-
     def _sample_on_device(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.n_steps, (batch_size,), device=self._gen_device,
                             generator=self._generator)
         D = self.cached.obs_dim
-        rows = self._packed[idx]
+        rows = self._rows[idx]
         return Batch(
             observations=rows[:, :D],
             actions=self._actions[idx],
             rewards=rows[:, D],
-            next_observations=self._packed[self._next_rows[idx], :D],
+            next_observations=self._rows[self._next_rows[idx], :D],
             not_done=rows[:, D + 1],
         )
 
     # ----------------------------------------------------------------------------- host path
     def _gather_on_host(self, batch_size: int) -> dict[str, np.ndarray]:
         idx = torch.randint(0, self.n_steps, (batch_size,), generator=self._generator).numpy()
-        a = self._arrays
+        D = self.cached.obs_dim
+        rows = self._rows[idx]
         return {
-            "observations": a["observations"][idx],
-            "actions": a["actions"][idx].astype(np.int64),
-            "rewards": a["rewards"][idx],
-            "next_observations": a["observations"][a["next_rows"][idx]],
-            "not_done": (~a["terminations"][idx]).astype(np.float32),
+            "observations": rows[:, :D],
+            "actions": self._actions[idx],
+            "rewards": rows[:, D],
+            "next_observations": self._rows[self._next_rows[idx], :D],
+            "not_done": rows[:, D + 1],
         }
 
     def _to_device_async(self, arrays: dict[str, np.ndarray]) -> Batch:

@@ -8,14 +8,19 @@ uses the winner's entry.
 
 Entry layout (``<cache root>/<checksum hex>/``)::
 
-    observations.npy      (T + E, D) float32  every step's observation, then each episode's
-                                              final observation (next observations index here)
+    rows.npy              (T + E, D + 2) float32  one packed row per step,
+                                              [observation | reward | not_done], then each
+                                              episode's final observation (reward 0, not_done 1;
+                                              only ever read as a next observation)
     next_rows.npy         (T,) int64          row of each step's next observation
-    actions.npy           (T, N) uint8/16     bin indices as stored (widened when batched)
-    rewards.npy           (T,) float32
+    actions.npy           (T, N) int64        bin indices, widened once here
     terminations.npy      (T,) bool
     truncations.npy       (T,) bool
     info.json             sizes, bin grid, observation mean/std, the store's metadata
+
+Packing makes a minibatch two row gathers (the step, its next observation) plus one for the
+actions, whichever placement samples it, and lets the device placement load the cache with one
+copy per file.
 
 ``.npy`` files hold raw arrays and are loaded with ``allow_pickle=False``: nothing is unpickled.
 """
@@ -36,8 +41,8 @@ import numpy as np
 from spin_data.envs.bins import BinGrid
 from spin_data.store import open_dataset
 
-ARRAY_FILES = ("observations", "next_rows", "actions", "rewards", "terminations", "truncations")
-CACHE_FORMAT = 1
+ARRAY_FILES = ("rows", "next_rows", "actions", "terminations", "truncations")
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -78,9 +83,17 @@ class CachedDataset:
         return np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None,
                        allow_pickle=False)
 
+    def observations(self) -> np.ndarray:
+        """Every step's observation, ``(T, D)`` float32 (a memory-mapped view)."""
+        return self.load("rows")[: self.n_steps, : self.obs_dim]
+
+    def rewards(self) -> np.ndarray:
+        """Every step's reward, ``(T,)`` float32 (a memory-mapped view)."""
+        return self.load("rows")[: self.n_steps, self.obs_dim]
+
     @property
     def nbytes(self) -> int:
-        """Bytes of all cached arrays (what device placement needs)."""
+        """Bytes of all cached arrays (what the device placement takes)."""
         return sum((self.path / f"{n}.npy").stat().st_size for n in ARRAY_FILES)
 
     @classmethod
@@ -98,7 +111,26 @@ class CachedDataset:
 
 
 def _entry_name(content_checksum: str) -> str:
-    return content_checksum.split(":", 1)[-1][:40]
+    # The cache format is part of the key: a new layout never reads an old entry.
+    return f"v{CACHE_FORMAT}-" + content_checksum.split(":", 1)[-1][:40]
+
+
+def _mean_std(obs: np.ndarray, block: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of ``(T, D)`` float32 rows in one pass, accumulated in float64
+    block by block (a million float32 rows lose digits otherwise, and ``np.std`` would hold a
+    float64 copy of the whole array). Sums are of ``x - x[0]``, which keeps ``E[d^2] - E[d]^2``
+    free of cancellation when a feature's mean is large against its spread."""
+    T = max(1, obs.shape[0])
+    shift = obs[0].astype(np.float64) if obs.shape[0] else np.zeros(obs.shape[1])
+    total = np.zeros(obs.shape[1])
+    squares = np.zeros(obs.shape[1])
+    for start in range(0, obs.shape[0], block):
+        d = obs[start : start + block].astype(np.float64)
+        d -= shift
+        total += d.sum(axis=0)
+        squares += np.einsum("ij,ij->j", d, d)
+    mean_d = total / T
+    return shift + mean_d, np.sqrt(np.maximum(squares / T - mean_d**2, 0.0))
 
 
 def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> None:
@@ -106,18 +138,27 @@ def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> N
     ds = open_dataset(location, storage_options=storage_options)
     obs = ds.array("steps/observations")
     finals = ds.array("episodes/final_observations")
+    terminations = ds.array("steps/terminations")
     ends = ds.episode_ends
-    T, E = obs.shape[0], finals.shape[0]
+    T, E, D = obs.shape[0], finals.shape[0], obs.shape[1]
+    mean, std = _mean_std(obs)
+    rows = np.lib.format.open_memmap(tmp / "rows.npy", mode="w+", dtype=np.float32,
+                                     shape=(T + E, D + 2))
+    rows[:T, :D] = obs
+    del obs
+    rows[T:, :D] = finals
+    rows[:T, D] = ds.array("steps/rewards")
+    rows[T:, D] = 0.0
+    rows[:T, D + 1] = ~terminations
+    rows[T:, D + 1] = 1.0
+    rows.flush()
+    del rows
     next_rows = np.arange(1, T + 1, dtype=np.int64)
     next_rows[ends - 1] = T + np.arange(E, dtype=np.int64)
-    # float64 accumulation: a million float32 rows lose digits otherwise.
-    mean = obs.mean(axis=0, dtype=np.float64)
-    std = obs.std(axis=0, dtype=np.float64)
-    np.save(tmp / "observations.npy", np.concatenate([obs, finals]))
-    del obs
     np.save(tmp / "next_rows.npy", next_rows)
-    for name in ("actions", "rewards", "terminations", "truncations"):
-        np.save(tmp / f"{name}.npy", ds.array(f"steps/{name}"))
+    np.save(tmp / "actions.npy", ds.array("steps/actions").astype(np.int64))
+    np.save(tmp / "terminations.npy", terminations)
+    np.save(tmp / "truncations.npy", ds.array("steps/truncations"))
     info = {
         "cache_format": CACHE_FORMAT,
         "n_steps": int(T), "n_episodes": int(E), "obs_dim": ds.obs_dim, "n_actions": ds.n_actions,
