@@ -91,20 +91,20 @@ class _PartHeader:
         return cls(int(data["obs_dim"]), BinGrid.from_dict(data["bin_grid"]))
 
 
-def _read_journal(path: Path) -> tuple[list[dict], int]:
-    """Committed episodes of a part and the journal's committed byte length; a torn last line
-    (the process stopped mid-write) is not committed."""
+def _read_journal(path: Path) -> tuple[list[dict], list[int]]:
+    """Committed episodes of a part and the byte offset where each one's journal line ends; a
+    torn last line (the process stopped mid-write) is not committed."""
     entries: list[dict] = []
-    size = 0
+    ends: list[int] = []
     if not path.exists():
-        return entries, size
+        return entries, ends
     with open(path, "rb") as fh:
         for raw in fh:
             if not raw.endswith(b"\n"):
                 break
             entries.append(json.loads(raw))
-            size += len(raw)
-    return entries, size
+            ends.append((ends[-1] if ends else 0) + len(raw))
+    return entries, ends
 
 
 class DatasetWriter:
@@ -146,7 +146,7 @@ class DatasetWriter:
         self.header = _PartHeader(int(obs_dim), bin_grid)
         self._action_dtype = schema.action_dtype(bin_grid.counts)
         self._dir = _part_dir(self.staging, self.part)
-        journal, journal_bytes = _read_journal(self._dir / JOURNAL)
+        journal, line_ends = _read_journal(self._dir / JOURNAL)
         if self._dir.exists() and not resume:
             raise StagingExists(
                 f"an interrupted write of {self.location} is at {self._dir} ({len(journal)} "
@@ -166,10 +166,13 @@ class DatasetWriter:
             header_path.write_text(json.dumps(self.header.to_json()))
         self.n_episodes = len(journal)
         self.n_steps = sum(int(e["steps"]) for e in journal)
+        #: Steps of each committed episode of this part, in order.
+        self.episode_steps: list[int] = [int(e["steps"]) for e in journal]
+        self._journal_line_ends = line_ends
         self._truncate_to_journal()
         self._files = {path: open(self._dir / name, "ab") for path, name in PART_FILES.items()}
         self._journal = open(self._dir / JOURNAL, "ab")
-        self._journal.truncate(journal_bytes)
+        self._journal.truncate(line_ends[-1] if line_ends else 0)
 
     def _row_bytes(self, path: str) -> int:
         spec = next(s for s in schema.ARRAYS if s.path == path)
@@ -249,10 +252,26 @@ class DatasetWriter:
             self._files[path].flush()
         entry = {"steps": int(length), "return": float(rew.astype(np.float64).sum()),
                  "source": source, "seed": int(seed), "terminated": bool(terminated)}
-        self._journal.write((json.dumps(entry) + "\n").encode())
+        line = (json.dumps(entry) + "\n").encode()
+        self._journal.write(line)
         self._journal.flush()  # the commit point of the episode
         self.n_episodes += 1
         self.n_steps += length
+        self.episode_steps.append(int(length))
+        self._journal_line_ends.append(self._journal.tell())
+
+    def keep_episodes(self, n: int) -> None:
+        """Drop this part's episodes after the first ``n`` (e.g. past a dataset's target size)."""
+        if not 0 <= n <= self.n_episodes:
+            raise DatasetWriteError(f"cannot keep {n} of {self.n_episodes} episodes")
+        for fh in [*self._files.values(), self._journal]:
+            fh.flush()
+        self._journal.truncate(int(self._journal_line_ends[n - 1]) if n else 0)
+        self.n_episodes = n
+        self.episode_steps = self.episode_steps[:n]
+        self._journal_line_ends = self._journal_line_ends[:n]
+        self.n_steps = sum(self.episode_steps)
+        self._truncate_to_journal()
 
     def close(self) -> None:
         """Flush and close the part's files (the part stays in staging until published)."""

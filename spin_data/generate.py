@@ -1,0 +1,283 @@
+"""``spin-data generate``: recipe -> behaviour policies -> collected episodes -> published store.
+
+Phases:
+
+1. **behaviour**: train (or reuse from the cache) the behaviour run of the recipe's environment,
+   and pick its ladder rungs: expert = best, medium = closest to ``medium_fraction`` x expert.
+   Skipped when the recipe only needs uniform-random data.
+2. **collect**: every source's episodes are cut into tasks of ``episodes_per_task`` episodes
+   with seeds derived from the recipe's seed; each task writes its own part of the store's
+   staging area (so any number of worker processes can run tasks at once) and tasks run until
+   the source's share of transitions is reached, counting finished tasks in task order.
+   The store's episode order is the task order, whatever the number of workers.
+3. **publish**: the parts become one store, published atomically with full metadata.
+
+An interrupted generate resumes: finished tasks are kept, an unfinished task continues from its
+last complete episode (the staging area remembers the recipe and refuses a different one).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from spin_data.collect import BatchPolicy, UniformRandomPolicy, collect_episodes
+from spin_data.envs import registry
+from spin_data.recipe import SOURCES, Recipe
+from spin_data.store import DatasetWriter, publish
+from spin_data.store.location import default_staging_dir, parse_location
+from spin_data.store.writer import StagingExists
+
+#: Parts of source k are numbered from k * PART_STRIDE, so the store lists random, medium,
+#: expert episodes in that order.
+PART_STRIDE = 100_000
+RECIPE_FILE = "recipe.json"
+
+
+class GenerateError(RuntimeError):
+    """A generate run that cannot go on (e.g. a staging area of another recipe)."""
+
+
+def episode_seed(master_seed: int, source: str, index: int) -> int:
+    """Reset seed of episode ``index`` of ``source``: independent streams per source."""
+    state = np.random.SeedSequence([master_seed, SOURCES.index(source), index])
+    return int(state.generate_state(1, np.uint32)[0] >> 1)  # < 2**31: fits every simulator
+
+
+@dataclass(frozen=True)
+class Task:
+    """A block of episodes of one source, written to one part of the staging area."""
+
+    source: str
+    part: int
+    seeds: tuple[int, ...]
+    checkpoint: str | None  # behaviour checkpoint (None: uniform random)
+
+
+def make_env_fn(recipe: Recipe) -> Callable[[], Any]:
+    spec = registry.resolve(recipe.env)
+    kwargs = {"grid": recipe.grid} if spec.family == "dmc" else {}
+    return lambda: registry.make_env(recipe.env, bins=recipe.n_bins, **kwargs)
+
+
+def task_policy(task: Task, bin_grid) -> BatchPolicy:
+    if task.checkpoint is None:
+        return UniformRandomPolicy(bin_grid)
+    from spin_data.behaviour import load_policy
+
+    return load_policy(task.checkpoint)
+
+
+def _part_writer(recipe: Recipe, location: str, staging: str, part: int) -> DatasetWriter:
+    """The writer of one part (continuing it if it exists)."""
+    probe = make_env_fn(recipe)()
+    grid = probe.get_wrapper_attr("bin_grid")
+    obs_dim = int(probe.observation_space.shape[0])
+    probe.close()
+    return DatasetWriter(location, obs_dim=obs_dim, bin_grid=grid, part=part, resume=True,
+                         staging_dir=staging)
+
+
+def run_task(recipe: Recipe, location: str, staging: str, task: Task, n_envs: int) -> int:
+    """Collect a task's episodes into its part (continuing an interrupted part); its steps."""
+    # dm_control's model compiler logs deprecation notices through absl in every worker.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    writer = _part_writer(recipe, location, staging, task.part)
+    try:
+        remaining = task.seeds[writer.n_episodes:]
+        if remaining:
+            policy = task_policy(task, writer.header.bin_grid)
+            for ep in collect_episodes(make_env_fn(recipe), policy, remaining, n_envs=n_envs):
+                writer.add_episode(ep.observations, ep.actions, ep.rewards,
+                                   terminated=ep.terminated, truncated=ep.truncated,
+                                   source=task.source, seed=int(ep.seed))
+        return writer.n_steps
+    finally:
+        writer.close()
+
+
+def _trim_part(recipe: Recipe, location: str, staging: str, part: int, need: int) -> int:
+    """Keep the fewest leading episodes of a part that reach ``need`` steps; their steps."""
+    writer = _part_writer(recipe, location, staging, part)
+    try:
+        reached = np.cumsum(writer.episode_steps) >= need
+        if reached.any():
+            writer.keep_episodes(int(np.argmax(reached)) + 1)
+        return writer.n_steps
+    finally:
+        writer.close()
+
+
+def _tasks(recipe: Recipe, source: str, checkpoint: str | None):
+    """Endless task sequence of a source (the collector stops when its share is reached)."""
+    k, n = 0, recipe.episodes_per_task
+    while True:
+        seeds = tuple(episode_seed(recipe.seed, source, k * n + i) for i in range(n))
+        yield Task(source, SOURCES.index(source) * PART_STRIDE + k, seeds, checkpoint)
+        k += 1
+
+
+def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
+                   checkpoint: str | None, *, workers: int, n_envs: int,
+                   bar: tqdm | None = None) -> int:
+    """Run a source's tasks in order until its share of transitions is reached; drop extras."""
+    target = recipe.source_steps()[source]
+    tasks = _tasks(recipe, source, checkpoint)
+    done_steps, used = 0, []
+    if workers <= 1:
+        while done_steps < target:
+            task = next(tasks)
+            steps = run_task(recipe, location, str(staging), task, n_envs)
+            done_steps += steps
+            used.append(task.part)
+            if bar is not None:
+                bar.update(steps)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # zarr's loop thread does not survive fork
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            in_flight: list[tuple[Task, concurrent.futures.Future]] = []
+            while done_steps < target:
+                while len(in_flight) < workers:
+                    task = next(tasks)
+                    in_flight.append((task, pool.submit(run_task, recipe, location,
+                                                        str(staging), task, n_envs)))
+                task, future = in_flight.pop(0)  # results are counted in task order
+                steps = future.result()
+                done_steps += steps
+                used.append(task.part)
+                if bar is not None:
+                    bar.update(steps)
+            for _, future in in_flight:  # started beyond the target: finish, then discard
+                future.cancel()
+            concurrent.futures.wait([f for _, f in in_flight])
+    # Full episodes only, but no more of them than the share needs: trim the last task.
+    last_steps = steps
+    kept = _trim_part(recipe, location, str(staging), used[-1],
+                      target - (done_steps - last_steps))
+    done_steps += kept - last_steps
+    if bar is not None:
+        bar.update(kept - last_steps)
+    base = SOURCES.index(source) * PART_STRIDE
+    for part_dir in (staging / "parts").glob("part-*"):
+        part = int(part_dir.name.split("-")[1])
+        if base <= part < base + PART_STRIDE and part not in used:
+            shutil.rmtree(part_dir)
+    return done_steps
+
+
+def _prepare_staging(recipe: Recipe, location: str) -> Path:
+    staging = default_staging_dir(parse_location(location))
+    recorded = staging / RECIPE_FILE
+    current = json.dumps(recipe.to_dict(), sort_keys=True)
+    if recorded.exists() and recorded.read_text() != current:
+        raise StagingExists(
+            f"an interrupted generate of another recipe is at {staging}: discard it with "
+            f"spin_data.store.discard({location!r}) (or `spin-data generate ... --discard`)")
+    staging.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(current)
+    return staging
+
+
+def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
+             cache_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Make the recipe's dataset at ``out``; returns a summary (also printed by the CLI).
+
+    Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
+    the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
+    (local stores), ``warnings``.
+    """
+    location = os.fspath(out)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    checkpoints: dict[str, str | None] = {"random": None}
+    behaviour_meta: dict[str, Any] | None = None
+
+    start = time.perf_counter()
+    needs_behaviour = any(s != "random" for s in recipe.mix)
+    if needs_behaviour:
+        from spin_data.behaviour import behaviour_for_recipe
+
+        picked = behaviour_for_recipe(recipe, cache_dir=cache_dir, progress=progress)
+        checkpoints.update(picked.checkpoints)
+        behaviour_meta = picked.metadata
+        warnings.extend(picked.warnings)
+    timings["behaviour"] = time.perf_counter() - start
+
+    staging = _prepare_staging(recipe, location)
+    start = time.perf_counter()
+    with tqdm(total=recipe.size, desc="collect", unit="step", disable=not progress) as bar:
+        for source in recipe.mix:
+            bar.set_postfix(source=source)
+            collect_source(recipe, location, staging, source, checkpoints[source],
+                           workers=workers, n_envs=n_envs, bar=bar)
+    timings["collect"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    env = make_env_fn(recipe)()
+    reference = registry.reference_score(recipe.env, recipe.n_bins)
+    metadata = {
+        "dataset_id": recipe.name,
+        "dataset_version": 1,
+        "description": f"{recipe.quality} data of {recipe.canonical_env} at {recipe.n_bins} bins",
+        "env": {"name": recipe.env, "task": recipe.canonical_env,
+                "kwargs": {"bins": recipe.n_bins, "grid": recipe.grid},
+                "max_episode_steps": int(env.get_wrapper_attr("max_episode_steps"))},
+        "observation_keys": [list(k) for k in env.get_wrapper_attr("obs_keys")],
+        "quality": recipe.quality,
+        "recipe": {**recipe.to_dict(), "source_steps": recipe.source_steps()},
+        "behaviour": behaviour_meta,
+        "reference_scores": None if reference is None else {
+            "expert": reference.expert, "random": reference.random, "source": reference.source},
+        "seeds": {"master": recipe.seed,
+                  "episode_seed": "SeedSequence([master, source code, index]) >> 1"},
+        "warnings": warnings,
+    }
+    env.close()
+    publish(location, metadata, workers=workers, staging_dir=staging)
+    shutil.rmtree(staging, ignore_errors=True)
+    timings["publish"] = time.perf_counter() - start
+
+    from spin_data.store import open_dataset
+
+    ds = open_dataset(location)
+    returns = ds.metadata["returns"]
+    normalised = {}
+    if reference is not None:
+        normalised = {s: reference.normalise(r["mean"]) for s, r in returns.items()}
+    loc = parse_location(location)
+    size = None
+    if loc.kind in ("local", "zip"):
+        target = Path(loc.target)
+        size = (target.stat().st_size if target.is_file()
+                else sum(f.stat().st_size for f in target.rglob("*") if f.is_file()))
+    return {"location": location, "phases_s": timings, "returns": returns,
+            "normalised": normalised, "size_bytes": size, "warnings": warnings,
+            "steps": ds.n_steps, "episodes": ds.n_episodes}
+
+
+def format_summary(recipe: Recipe, summary: dict[str, Any]) -> str:
+    """The end-of-run summary a person reads: returns per source, scores, size, time per phase."""
+    lines = [f"published {summary['location']}: {summary['steps']:,} steps, "
+             f"{summary['episodes']:,} episodes ({recipe.quality})"]
+    for source, r in summary["returns"].items():
+        norm = summary["normalised"].get(source)
+        score = "" if norm is None else f"  normalised {norm:.3f}"
+        lines.append(f"  {source:7s} {r['episodes']:6d} episodes  return {r['mean']:9.2f} "
+                     f"+- {r['std']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}){score}")
+    if summary["size_bytes"] is not None:
+        lines.append(f"  store size {summary['size_bytes'] / 2**20:.1f} MiB")
+    lines.append("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["phases_s"].items()))
+    lines.extend(f"  warning: {w}" for w in summary["warnings"])
+    return "\n".join(lines)

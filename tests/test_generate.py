@@ -1,0 +1,139 @@
+"""spin-data generate: recipes, collection with workers, determinism, resume, bad input."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from spin_data.cli import main as spin_data_main
+from spin_data.collect import UniformRandomPolicy, collect_episodes
+from spin_data.envs import make_env
+from spin_data.generate import episode_seed, generate
+from spin_data.recipe import Recipe, RecipeError, find_recipe
+from spin_data.store import open_dataset
+from spin_data.store.tools import verify
+
+
+def test_batched_collection_does_not_depend_on_the_batch():
+    grid = make_env("maze-5").bin_grid
+    policy = UniformRandomPolicy(grid)
+    a = list(collect_episodes(lambda: make_env("maze-5"), policy, range(12), n_envs=5))
+    b = list(collect_episodes(lambda: make_env("maze-5"), policy, range(12), n_envs=1))
+    assert [e.seed for e in a] == list(range(12))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.actions, y.actions)
+        np.testing.assert_array_equal(x.observations, y.observations)
+    assert not np.array_equal(a[0].actions[:20], a[1].actions[:20])
+
+
+def test_random_dataset_same_with_one_or_two_workers(tmp_path):
+    recipe = Recipe(env="maze-5", quality="random", size=6000, seed=3, episodes_per_task=8)
+    one = generate(recipe, str(tmp_path / "one"), workers=1, progress=False)
+    generate(recipe, str(tmp_path / "two"), workers=2, progress=False)
+    a, b = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "two")
+    assert a.checksums == b.checksums
+    # full episodes only, and no more of them than the size needs
+    assert 6000 <= a.n_steps < 6000 + 150 and one["steps"] == a.n_steps
+    lengths = a.array("episodes/lengths")
+    assert lengths[:-1].sum() < 6000
+    np.testing.assert_array_equal(
+        a.array("episodes/seeds"), [episode_seed(3, "random", i) for i in range(a.n_episodes)])
+    md = a.metadata
+    assert md["quality"] == "random" and md["recipe"]["seed"] == 3
+    assert md["reference_scores"]["random"] == -5.62 and md["env"]["max_episode_steps"] == 150
+    assert verify(tmp_path / "one").ok
+    # uniform random on maze-5: close to the reference random return (rare goal hits)
+    assert -7.5 <= md["returns"]["random"]["mean"] < 5.0
+
+
+def test_dmc_random_dataset_has_exact_size(tmp_path):
+    recipe = Recipe(env="finger", quality="random", size=3000, seed=0, episodes_per_task=2)
+    summary = generate(recipe, str(tmp_path / "f"), workers=1, progress=False)
+    ds = open_dataset(tmp_path / "f")
+    assert ds.n_steps == 3000 and ds.n_episodes == 3 and summary["size_bytes"] > 0
+    assert ds.array("steps/truncations").sum() == 3
+    assert abs(summary["normalised"]["random"]) < 0.02  # random data scores ~0
+
+
+GENERATE_SCRIPT = """
+import sys
+from spin_data.generate import generate
+from spin_data.recipe import Recipe
+if __name__ == "__main__":
+    recipe = Recipe(env="finger", quality="random", size=12000, seed=5, episodes_per_task=1)
+    generate(recipe, sys.argv[1], workers=1, progress=False)
+"""
+
+
+def test_killed_generate_resumes_to_the_same_store(tmp_path):
+    script = tmp_path / "gen.py"
+    script.write_text(GENERATE_SCRIPT)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)])
+    parts = Path(str(out) + ".partial") / "parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("part-*/journal.jsonl"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and len(list(parts.glob("part-*"))) >= 4
+    recipe = Recipe(env="finger", quality="random", size=12000, seed=5, episodes_per_task=1)
+    generate(recipe, str(out), workers=1, progress=False)
+    generate(recipe, str(tmp_path / "clean"), workers=1, progress=False)
+    assert open_dataset(out).checksums == open_dataset(tmp_path / "clean").checksums
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(quality="great"), "unknown quality 'great'"),
+    (dict(quality="random", size=0), "size must be a positive number"),
+    (dict(quality="medium-expert", mix={"medium": 0.5, "expert": 0.4}), "sum to 1"),
+    (dict(quality="medium", mix={"super": 1.0}), "unknown mix source 'super'"),
+    (dict(quality="medium", budget="huge"), "unknown budget 'huge'"),
+    (dict(quality="medium", bins=3, env="maze-5"), "bins must be 2"),
+])
+def test_bad_recipes_are_refused(kwargs, message):
+    with pytest.raises(RecipeError, match=message):
+        Recipe(**{"env": "cheetah", **kwargs})
+
+
+def test_catalog_and_recipe_files(tmp_path):
+    recipe = find_recipe("humanoid", "medium-expert")
+    assert recipe.grid == "unit" and recipe.size == 2_000_000
+    assert recipe.mix == {"medium": 0.5, "expert": 0.5}
+    assert find_recipe("dog", "expert", bins=30).name == "dog-trot-30bins-expert"
+    assert find_recipe("walker-walk", "expert").name == "walker-walk-3bins-expert"  # defaults
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"env": "cheetah", "quality": "expert", "sise": 10}))
+    with pytest.raises(RecipeError, match="bad.yaml: unknown key 'sise'"):
+        Recipe.from_yaml(bad)
+
+
+def test_cli_generate_refuses_bad_input_and_other_datasets(tmp_path):
+    runner = CliRunner()
+    out = str(tmp_path / "m")
+    args = ["generate", "--env", "maze-5", "--quality", "random", "--size", "600", "--out", out]
+    first = runner.invoke(spin_data_main, args)
+    assert first.exit_code == 0, first.output
+    assert "published" in first.output and "normalised" in first.output
+    again = runner.invoke(spin_data_main, args)
+    assert again.exit_code == 0 and "already holds this dataset" in again.output
+    other = runner.invoke(spin_data_main, args[:-4] + ["--size", "900", "--out", out])
+    assert other.exit_code == 1 and "holds a different dataset" in other.output
+    checksum = open_dataset(out).content_checksum
+    replaced = runner.invoke(spin_data_main, args[:-4] + ["--size", "900", "--out", out,
+                                                          "--overwrite"])
+    assert replaced.exit_code == 0 and open_dataset(out).content_checksum != checksum
+    for bad, message in [(["--quality", "nope"], "'nope' is not one of"),
+                         (["--size", "0"], "0 is not in the range"),
+                         (["--budget", "-3"], "accepted test, default or a positive number")]:
+        result = runner.invoke(spin_data_main, ["generate", "--env", "maze-5", "--quality",
+                                                "random", "--out", out, *bad])
+        assert result.exit_code == 2 and message in result.output
+    unknown = runner.invoke(spin_data_main, ["generate", "--env", "nosuch", "--quality", "random"])
+    assert unknown.exit_code == 2 and "unknown environment 'nosuch'" in unknown.output
