@@ -270,5 +270,101 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
     click.echo(f"published {location}")
 
 
+# ============================================================================= datasets
+@main.command()
+@click.option("--env", "env_name", default=None, help="Environment (registry name).")
+@click.option("--quality", type=click.Choice(["random", "medium", "expert", "medium-expert",
+                                             "random-medium-expert"]), default=None,
+              help="Dataset quality (with --env; or give --recipe).")
+@click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="Run this recipe file instead of the catalog's.")
+@click.option("--bins", type=click.IntRange(min=2), default=None, help="Bins per dimension.")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Transitions (full "
+              "episodes; default: the quality's benchmark size).")
+@click.option("--out", default=None, help="Store location (default: <data root>/<dataset name>).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Collection processes (each writes its own parts of the store).")
+@click.option("--seed", type=int, default=None, help="Master seed (default: the recipe's).")
+@click.option("--budget", default=None, help="Behaviour budget: test, default or env steps.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a local store at --out that holds a different dataset.")
+@click.option("--discard", is_flag=True, help="Drop an interrupted generate at --out first.")
+def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
+             bins: int | None, size: int | None, out: str | None, workers: int,
+             seed: int | None, budget: str | None, overwrite: bool, discard: bool) -> None:
+    """Make an offline dataset: train (or reuse) behaviour policies, collect, publish a store.
+
+    Resolves (--env, --quality, --bins) to the catalog's recipe in datasets/ (flags override it),
+    or runs --recipe FILE.
+    """
+    from spin_data import generate as gen
+    from spin_data import recipe as recipes
+    from spin_data.store import discard as discard_staging
+    from spin_data.store import open_dataset
+    from spin_data.store.location import exists, parse_location
+
+    if recipe_file is None and (env_name is None or quality is None):
+        raise click.UsageError("give --env and --quality, or --recipe FILE")
+    budget_value: str | int | None = budget
+    if budget is not None and budget not in ("test", "default"):
+        if not budget.isdigit() or int(budget) <= 0:
+            raise click.BadParameter(f"{budget!r}: accepted test, default or a positive number "
+                                     "of environment steps", param_hint="--budget")
+        budget_value = int(budget)
+    try:
+        base = (recipes.Recipe.from_yaml(recipe_file) if recipe_file
+                else recipes.find_recipe(env_name, quality, bins))
+        recipe = base.with_overrides(env=env_name if recipe_file else None, quality=quality,
+                                     bins=bins, size=size, seed=seed, budget=budget_value)
+    except ValueError as err:
+        raise click.BadParameter(_one_line(err)) from None
+    location = out or str(recipes.data_root() / recipe.name)
+    with _StoreErrors():
+        if discard:
+            discard_staging(location)
+        if exists(location):
+            ds = open_dataset(location)
+            same = ds.metadata.get("recipe", {}).get("seed") is not None and {
+                k: v for k, v in ds.metadata["recipe"].items() if k != "source_steps"
+            } == recipe.to_dict()
+            if same:
+                click.echo(f"{location} already holds this dataset ({ds.n_steps:,} steps); "
+                           "nothing to do")
+                return
+            if not overwrite:
+                raise click.ClickException(
+                    f"{location} holds a different dataset ({ds.metadata.get('dataset_id')}); "
+                    "pass --overwrite to replace it")
+            target = parse_location(location)
+            if target.kind != "local":
+                raise click.ClickException(f"{location}: --overwrite replaces local directory "
+                                           "stores only")
+            import shutil
+
+            shutil.rmtree(target.target)
+        summary = gen.generate(recipe, location, workers=workers)
+    click.echo(gen.format_summary(recipe, summary))
+
+
+@main.command(name="list")
+def list_datasets() -> None:
+    """Show the recipe catalog (datasets/) and which datasets exist under the data root."""
+    from spin_data import recipe as recipes
+
+    root = recipes.data_root()
+    rows = []
+    for name, path in recipes.catalog().items():
+        r = recipes.Recipe.from_yaml(path)
+        made = (root / name / "zarr.json").exists()
+        rows.append((name, r.quality, f"{r.size:,}", str(r.budget), "yes" if made else ""))
+    headers = ("dataset", "quality", "size", "budget", "exists")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    click.echo(f"\ncatalog: {recipes.catalog_dir()}   data root: {root} ($SPIN_DATA_ROOT)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
