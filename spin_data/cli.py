@@ -286,12 +286,17 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
               help="Collection processes (each writes its own parts of the store).")
 @click.option("--seed", type=int, default=None, help="Master seed (default: the recipe's).")
 @click.option("--budget", default=None, help="Behaviour budget: test, default or env steps.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Run collection tasks in local processes or as Ray tasks.")
+@click.option("--address", default=None,
+              help="Ray cluster address (default: start a local Ray instance).")
 @click.option("--overwrite", is_flag=True,
               help="Replace a local store at --out that holds a different dataset.")
 @click.option("--discard", is_flag=True, help="Drop an interrupted generate at --out first.")
 def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
              bins: int | None, size: int | None, out: str | None, workers: int,
-             seed: int | None, budget: str | None, overwrite: bool, discard: bool) -> None:
+             seed: int | None, budget: str | None, backend: str, address: str | None,
+             overwrite: bool, discard: bool) -> None:
     """Make an offline dataset: train (or reuse) behaviour policies, collect, publish a store.
 
     Resolves (--env, --quality, --bins) to the catalog's recipe in datasets/ (flags override it),
@@ -342,7 +347,8 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
             import shutil
 
             shutil.rmtree(target.target)
-        summary = gen.generate(recipe, location, workers=workers)
+        summary = gen.generate(recipe, location, workers=workers, backend=backend,
+                               address=address)
     click.echo(gen.format_summary(recipe, summary))
 
 

@@ -129,39 +129,67 @@ def _tasks(recipe: Recipe, source: str, checkpoint: str | None):
         k += 1
 
 
+class _Pool:
+    """Where collection tasks run: in this process, a local process pool, or a Ray cluster.
+
+    ``submit`` returns a ``concurrent.futures.Future`` in every case (Ray object refs convert
+    to one), so the collector below has one loop for all of them.
+    """
+
+    def __init__(self, backend: str, workers: int, address: str | None = None) -> None:
+        self.backend, self.workers = backend, max(1, workers)
+        self._pool: concurrent.futures.Executor | None = None
+        if backend == "local" and self.workers > 1:
+            ctx = multiprocessing.get_context("spawn")  # zarr's loop thread dies with fork
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+        elif backend == "ray":
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            self._remote = ray.remote(num_cpus=1)(run_task)
+        elif backend != "local":
+            raise ValueError(f"unknown backend {backend!r}: accepted local, ray")
+
+    def submit(self, *args: Any) -> concurrent.futures.Future:
+        if self.backend == "ray":
+            return self._remote.remote(*args).future()
+        if self._pool is not None:
+            return self._pool.submit(run_task, *args)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_result(run_task(*args))
+        return future
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
 def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
-                   checkpoint: str | None, *, workers: int, n_envs: int,
+                   checkpoint: str | None, *, pool: _Pool, n_envs: int,
                    bar: tqdm | None = None) -> int:
-    """Run a source's tasks in order until its share of transitions is reached; drop extras."""
+    """Run a source's tasks in order until its share of transitions is reached; drop extras.
+
+    Up to ``pool.workers`` tasks run at once; their results are counted in task order, so which
+    tasks make the dataset never depends on which worker finished first.
+    """
     target = recipe.source_steps()[source]
     tasks = _tasks(recipe, source, checkpoint)
-    done_steps, used = 0, []
-    if workers <= 1:
-        while done_steps < target:
+    done_steps, used, steps = 0, [], 0
+    in_flight: list[tuple[Task, concurrent.futures.Future]] = []
+    while done_steps < target:
+        while len(in_flight) < pool.workers:
             task = next(tasks)
-            steps = run_task(recipe, location, str(staging), task, n_envs)
-            done_steps += steps
-            used.append(task.part)
-            if bar is not None:
-                bar.update(steps)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # zarr's loop thread does not survive fork
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            in_flight: list[tuple[Task, concurrent.futures.Future]] = []
-            while done_steps < target:
-                while len(in_flight) < workers:
-                    task = next(tasks)
-                    in_flight.append((task, pool.submit(run_task, recipe, location,
-                                                        str(staging), task, n_envs)))
-                task, future = in_flight.pop(0)  # results are counted in task order
-                steps = future.result()
-                done_steps += steps
-                used.append(task.part)
-                if bar is not None:
-                    bar.update(steps)
-            for _, future in in_flight:  # started beyond the target: finish, then discard
-                future.cancel()
-            concurrent.futures.wait([f for _, f in in_flight])
+            in_flight.append((task, pool.submit(recipe, location, str(staging), task, n_envs)))
+        task, future = in_flight.pop(0)
+        steps = future.result()
+        done_steps += steps
+        used.append(task.part)
+        if bar is not None:
+            bar.update(steps)
+    for _, future in in_flight:  # started beyond the target: let them finish, then discard
+        future.cancel()
+    concurrent.futures.wait([f for _, f in in_flight])
     # Full episodes only, but no more of them than the share needs: trim the last task.
     last_steps = steps
     kept = _trim_part(recipe, location, str(staging), used[-1],
@@ -191,6 +219,7 @@ def _prepare_staging(recipe: Recipe, location: str) -> Path:
 
 
 def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
+             backend: str = "local", address: str | None = None,
              cache_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Make the recipe's dataset at ``out``; returns a summary (also printed by the CLI).
 
@@ -217,11 +246,15 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
 
     staging = _prepare_staging(recipe, location)
     start = time.perf_counter()
-    with tqdm(total=recipe.size, desc="collect", unit="step", disable=not progress) as bar:
-        for source in recipe.mix:
-            bar.set_postfix(source=source)
-            collect_source(recipe, location, staging, source, checkpoints[source],
-                           workers=workers, n_envs=n_envs, bar=bar)
+    pool = _Pool(backend, workers, address)
+    try:
+        with tqdm(total=recipe.size, desc="collect", unit="step", disable=not progress) as bar:
+            for source in recipe.mix:
+                bar.set_postfix(source=source)
+                collect_source(recipe, location, staging, source, checkpoints[source],
+                               pool=pool, n_envs=n_envs, bar=bar)
+    finally:
+        pool.close()
     timings["collect"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -137,3 +137,16 @@ def test_cli_generate_refuses_bad_input_and_other_datasets(tmp_path):
         assert result.exit_code == 2 and message in result.output
     unknown = runner.invoke(spin_data_main, ["generate", "--env", "nosuch", "--quality", "random"])
     assert unknown.exit_code == 2 and "unknown environment 'nosuch'" in unknown.output
+
+
+def test_ray_backend_writes_the_same_store_as_local(tmp_path):
+    """A real local Ray instance runs the collection tasks; the store equals the local one."""
+    ray = pytest.importorskip("ray")
+    recipe = Recipe(env="maze-5", quality="random", size=3000, seed=9, episodes_per_task=4)
+    generate(recipe, str(tmp_path / "local"), workers=2, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        generate(recipe, str(tmp_path / "ray"), workers=2, backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert open_dataset(tmp_path / "ray").checksums == open_dataset(tmp_path / "local").checksums

@@ -29,7 +29,7 @@ import numpy as np
 from spin_data.envs.bins import BinGrid
 from spin_data.store import schema
 from spin_data.store.location import parse_location
-from spin_data.store.reader import Dataset, DatasetOpenError, open_dataset
+from spin_data.store.reader import Dataset, open_dataset
 from spin_data.store.writer import DatasetWriter, discard, return_statistics
 
 
