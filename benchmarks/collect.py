@@ -28,7 +28,7 @@ from common import timed, write_results  # noqa: E402
 
 from spin_data.collect import UniformRandomPolicy, collect_episodes, episode_rng  # noqa: E402
 from spin_data.envs import make_env  # noqa: E402
-from spin_data.generate import Recipe, _Pool, collect_source  # noqa: E402
+from spin_data.generate import Recipe, TaskPool, collect_source  # noqa: E402
 from spin_data.store import DatasetWriter  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def main() -> None:
             recipe = Recipe(env=args.env, quality="random", size=args.episodes * steps,
                             episodes_per_task=max(1, args.episodes // 4))
             staging = Path(str(out) + ".partial")
-            pool = _Pool("local", workers)
+            pool = TaskPool("local", workers)
             try:
                 collect_source(recipe, str(out), staging, "random", None, pool=pool,
                                n_envs=args.n_envs)

@@ -129,7 +129,7 @@ def _tasks(recipe: Recipe, source: str, checkpoint: str | None):
         k += 1
 
 
-class _Pool:
+class TaskPool:
     """Where collection tasks run: in this process, a local process pool, or a Ray cluster.
 
     ``submit`` returns a ``concurrent.futures.Future`` in every case (Ray object refs convert
@@ -166,7 +166,7 @@ class _Pool:
 
 
 def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
-                   checkpoint: str | None, *, pool: _Pool, n_envs: int,
+                   checkpoint: str | None, *, pool: TaskPool, n_envs: int,
                    bar: tqdm | None = None) -> int:
     """Run a source's tasks in order until its share of transitions is reached; drop extras.
 
@@ -246,7 +246,7 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
 
     staging = _prepare_staging(recipe, location)
     start = time.perf_counter()
-    pool = _Pool(backend, workers, address)
+    pool = TaskPool(backend, workers, address)
     try:
         with tqdm(total=recipe.size, desc="collect", unit="step", disable=not progress) as bar:
             for source in recipe.mix:
