@@ -372,5 +372,76 @@ def list_datasets() -> None:
     click.echo(f"\ncatalog: {recipes.catalog_dir()}   data root: {root} ($SPIN_DATA_ROOT)")
 
 
+# ============================================================================= behaviour policies
+def _parse_budget(value: str) -> str | int:
+    """``--budget``: a preset name (test, default) or a positive number of env steps."""
+    text = value.strip().lower().replace("_", "")
+    if text in ("test", "default"):
+        return text
+    try:
+        steps = int(float(text)) if "e" in text else int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected test, default or a number of env steps", param_hint="--budget"
+        ) from None
+    if steps <= 0:
+        raise click.BadParameter(f"{value!r}: the budget must be > 0 env steps",
+                                 param_hint="--budget")
+    return steps
+
+
+@main.command(name="train-behaviour")
+@click.option("--env", "env_name", required=True,
+              help="Environment (cheetah, walker-walk, maze-5, ...).")
+@click.option("--bins", type=click.IntRange(min=2), default=None,
+              help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
+@click.option("--grid", type=click.Choice(["actuator", "unit"]), default="actuator",
+              show_default=True, help="DMC bin grid: actuator bounds, or the benchmark's [-1, 1].")
+@click.option("--algorithm", type=click.Choice(["sac", "ppo"]), default=None,
+              help="Learner (default: sac on the continuous view for DMC, ppo for mazes).")
+@click.option("--budget", default="default", show_default=True,
+              help="Training env steps: a preset (test: seconds; default: realistic, hours for "
+                   "DMC) or a number.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Learner and env seed.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Directory of runs (default: $SPIN_CACHE_DIR/behaviour, ~/.cache/spin/behaviour).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorithm: str | None,
+                            budget: str, seed: int, cache_dir: str | None,
+                            no_progress: bool) -> None:
+    """Train a behaviour policy into a checkpoint ladder (cached and resumable).
+
+    Prints the ladder (expert and medium rungs marked) and the run directory. Running the same
+    command again returns the cached ladder at once; an interrupted run resumes from its last
+    rung.
+    """
+    from spin_data.behaviour import preset, run_directory, train_behaviour
+
+    steps = _parse_budget(budget)
+    try:
+        spec = registry.resolve(env_name)
+    except ValueError as err:
+        raise click.BadParameter(_one_line(err), param_hint="--env") from None
+    if spec.family == "maze" and bins not in (None, 2):
+        raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
+                                 param_hint="--bins")
+    if spec.family == "maze" and grid != "actuator":
+        raise click.BadParameter("grid applies to DMC tasks only", param_hint="--grid")
+    try:
+        config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm, seed=seed)
+    except ValueError as err:
+        raise click.UsageError(_one_line(err)) from None
+    with _StoreErrors():
+        ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
+    click.echo(ladder.table())
+    expert = ladder.expert()
+    click.echo(f"\nexpert: step {expert.step:,}, return {expert.mean_return:.2f}"
+               + ("" if expert.normalised is None else f", normalised {expert.normalised:.3f}"))
+    warning = ladder.warning()
+    if warning:
+        click.echo(warning, err=True)
+    click.echo(f"run: {run_directory(config, cache_dir)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

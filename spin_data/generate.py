@@ -73,8 +73,12 @@ def make_env_fn(recipe: Recipe) -> Callable[[], Any]:
 def task_policy(task: Task, bin_grid) -> BatchPolicy:
     if task.checkpoint is None:
         return UniformRandomPolicy(bin_grid)
+    import torch
+
     from spin_data.behaviour import load_policy
 
+    # Batched inference of a small MLP: extra intra-op threads only fight the other workers.
+    torch.set_num_threads(1)
     return load_policy(task.checkpoint)
 
 
@@ -127,6 +131,41 @@ def _tasks(recipe: Recipe, source: str, checkpoint: str | None):
         seeds = tuple(episode_seed(recipe.seed, source, k * n + i) for i in range(n))
         yield Task(source, SOURCES.index(source) * PART_STRIDE + k, seeds, checkpoint)
         k += 1
+
+
+def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bool = True
+                   ) -> tuple[dict[str, str], dict[str, Any], str | None]:
+    """Train (or reuse) the recipe's behaviour run and pick its expert and medium rungs.
+
+    Returns (checkpoint path per source, provenance metadata, a weak-expert warning or None).
+    """
+    from importlib import metadata as importlib_metadata
+
+    from spin_data.behaviour import preset, run_directory, train_behaviour
+
+    family = registry.resolve(recipe.env).family
+    config = preset(recipe.env, recipe.budget, bins=recipe.n_bins,
+                    grid=recipe.grid if family == "dmc" else "actuator",
+                    algorithm=recipe.algorithm, seed=recipe.seed)
+    ladder = train_behaviour(config, cache_dir=cache_dir, progress=progress)
+    run = run_directory(config, cache_dir)
+    rungs = {"expert": ladder.expert(), "medium": ladder.medium(recipe.medium_fraction)}
+    checkpoints = {source: str(run / rung.checkpoint) for source, rung in rungs.items()}
+    metadata = {
+        "algorithm": config.algorithm,
+        "library": {name: importlib_metadata.version(name)
+                    for name in ("stable_baselines3", "torch", "gymnasium")},
+        "training_steps": config.budget,
+        "config": config.to_dict(),
+        "cache_key": config.cache_key(),
+        "medium_fraction": recipe.medium_fraction,
+        "policies": {source: {"step": r.step, "checkpoint_sha256": r.sha256,
+                              "mean_return": r.mean_return, "std_return": r.std_return,
+                              "normalised": r.normalised, "score": ladder.score(r)}
+                     for source, r in rungs.items()},
+    }
+    warning = ladder.warning()
+    return checkpoints, metadata, warning
 
 
 class TaskPool:
@@ -234,14 +273,12 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     behaviour_meta: dict[str, Any] | None = None
 
     start = time.perf_counter()
-    needs_behaviour = any(s != "random" for s in recipe.mix)
-    if needs_behaviour:
-        from spin_data.behaviour import behaviour_for_recipe
-
-        picked = behaviour_for_recipe(recipe, cache_dir=cache_dir, progress=progress)
-        checkpoints.update(picked.checkpoints)
-        behaviour_meta = picked.metadata
-        warnings.extend(picked.warnings)
+    if any(s != "random" for s in recipe.mix):
+        picked, behaviour_meta, warning = pick_behaviour(recipe, cache_dir=cache_dir,
+                                                         progress=progress)
+        checkpoints.update(picked)
+        if warning:
+            warnings.append(warning)
     timings["behaviour"] = time.perf_counter() - start
 
     staging = _prepare_staging(recipe, location)

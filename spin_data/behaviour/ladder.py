@@ -1,0 +1,205 @@
+"""The checkpoint ladder: one rung per evaluation point of a behaviour-policy run.
+
+A rung is a saved policy and how well it did (undiscounted true return of the stochastic policy
+over a fixed set of evaluation episodes). Datasets pick their behaviour policies from the ladder:
+the *expert* is the best rung, the *medium* the rung that scores closest to a fraction of it.
+
+Scores for the medium choice: where the benchmark publishes reference returns for the task, a
+rung's score is its normalised score ``(R - random) / (expert - random)`` against the reference
+(so "medium" means the same as in the benchmark: a fraction of the way from uniform-random to the
+published expert, measured on this run's expert). Where there is none, the same formula is used
+with the *measured* uniform-random return of this run (``random_return``, measured once before
+training on the rung evaluation seeds) and the ladder's own expert rung in place of the published
+numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: A ladder's expert below this normalised score (against the published expert) gets a warning.
+WEAK_EXPERT_THRESHOLD = 0.8
+#: Columns of ``ladder.csv``.
+CSV_COLUMNS = ("step", "mean_return", "std_return", "normalised", "checkpoint", "sha256",
+               "wall_seconds")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One evaluation point of a run.
+
+    Attributes:
+        step: training env steps done when the checkpoint was taken (0 = untrained policy).
+        mean_return: mean undiscounted true return over the evaluation episodes.
+        std_return: their standard deviation (ddof 0).
+        normalised: ``(mean - random) / (expert - random)`` against the published reference
+            scores, or None where none is published.
+        checkpoint: path of the weights relative to the run directory (``checkpoints/step-N.pt``).
+        sha256: hex digest of the checkpoint file.
+        wall_seconds: training wall-clock seconds spent up to this rung (summed over resumes;
+            evaluation time excluded).
+        returns: every evaluation episode's return, in evaluation-seed order.
+    """
+
+    step: int
+    mean_return: float
+    std_return: float
+    normalised: float | None
+    checkpoint: str
+    sha256: str
+    wall_seconds: float
+    returns: tuple[float, ...] = ()
+
+
+@dataclass
+class Ladder:
+    """The rungs of one run, in step order, and what is needed to score them.
+
+    Attributes:
+        env: canonical task name (``cheetah-run``, ``maze-5``).
+        bins: bins per action dimension.
+        algorithm: ``"sac"`` or ``"ppo"``.
+        cache_key: the run's :meth:`BehaviourConfig.cache_key`.
+        budget: training env steps the run is configured for.
+        reference_expert / reference_random: published returns, or None.
+        random_return: mean return of the uniform-random policy on the evaluation seeds, measured
+            before training.
+        rungs: the rungs, in increasing step order.
+        complete: whether the run reached its budget.
+    """
+
+    env: str
+    bins: int
+    algorithm: str
+    cache_key: str
+    budget: int
+    reference_expert: float | None
+    reference_random: float | None
+    random_return: float
+    rungs: list[Rung] = field(default_factory=list)
+    complete: bool = False
+
+    # ----------------------------------------------------------------------------- choices
+    def expert(self) -> Rung:
+        """The rung with the best mean return (the earliest one on a tie)."""
+        self._need_rungs()
+        return max(self.rungs, key=lambda r: (r.mean_return, -r.step))
+
+    def score(self, rung: Rung) -> float:
+        """Where a rung lies between random (0) and expert (1); see the module docstring."""
+        if rung.normalised is not None:
+            return rung.normalised
+        best = self.expert().mean_return
+        span = best - self.random_return
+        return 0.0 if span <= 0 else (rung.mean_return - self.random_return) / span
+
+    def medium(self, fraction: float = 0.45) -> Rung:
+        """The rung before the expert whose score is closest to ``fraction`` x the expert's.
+
+        ``0.45`` follows the benchmark (a medium policy scores about 40-50% of the expert). Only
+        rungs trained for fewer steps than the expert rung qualify: medium data comes from the
+        same run stopped early. Ties go to the earlier rung.
+
+        Raises:
+            ValueError: ``fraction`` outside (0, 1), or no rung precedes the expert.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        expert = self.expert()
+        earlier = [r for r in self.rungs if r.step < expert.step]
+        if not earlier:
+            raise ValueError(
+                f"no rung precedes the expert rung (step {expert.step}) of {self.env}: "
+                "train longer or evaluate more often"
+            )
+        target = fraction * self.score(expert)
+        return min(earlier, key=lambda r: (abs(self.score(r) - target), r.step))
+
+    def warning(self) -> str | None:
+        """A sentence when the expert rung is far below the published expert, else None."""
+        if not self.rungs or self.reference_expert is None:
+            return None
+        expert = self.expert()
+        if expert.normalised is None or expert.normalised >= WEAK_EXPERT_THRESHOLD:
+            return None
+        return (
+            f"warning: the best rung of {self.env} (step {expert.step}) returns "
+            f"{expert.mean_return:.2f}, normalised {expert.normalised:.2f} < "
+            f"{WEAK_EXPERT_THRESHOLD} of the published expert ({self.reference_expert:.2f}); "
+            "data labelled 'expert' from it would be weaker than the benchmark's - train longer"
+        )
+
+    def _need_rungs(self) -> None:
+        if not self.rungs:
+            raise ValueError(f"the ladder of {self.env} has no rungs yet")
+
+    # ----------------------------------------------------------------------------- files
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``ladder.json``)."""
+        data = asdict(self)
+        data["rungs"] = [dict(asdict(r), returns=list(r.returns)) for r in self.rungs]
+        return data
+
+    def to_json(self) -> str:
+        """``ladder.json``'s text."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ladder:
+        """Inverse of :meth:`to_dict`."""
+        fields = dict(data)
+        fields["rungs"] = [Rung(**dict(r, returns=tuple(r.get("returns", ()))))
+                           for r in data.get("rungs", [])]
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> Ladder:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def to_csv(self) -> str:
+        """``ladder.csv``'s text: one row per rung, columns :data:`CSV_COLUMNS`."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for r in self.rungs:
+            writer.writerow([r.step, f"{r.mean_return:.6g}", f"{r.std_return:.6g}",
+                             "" if r.normalised is None else f"{r.normalised:.6g}",
+                             r.checkpoint, r.sha256, f"{r.wall_seconds:.3f}"])
+        return out.getvalue()
+
+    def table(self) -> str:
+        """An aligned plain-text table of the rungs, marking the expert and the medium rung."""
+        if not self.rungs:
+            return "(no rungs)"
+        expert = self.expert()
+        try:
+            medium: Rung | None = self.medium()
+        except ValueError:
+            medium = None
+        headers = ["step", "mean return", "std", "normalised", "wall s", "checkpoint", ""]
+        rows = []
+        for r in self.rungs:
+            mark = "expert" if r is expert else ("medium" if r is medium else "")
+            rows.append([f"{r.step:,}", f"{r.mean_return:.2f}", f"{r.std_return:.2f}",
+                         "-" if r.normalised is None else f"{r.normalised:.3f}",
+                         f"{r.wall_seconds:.0f}", r.checkpoint, mark])
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.rjust(w) if i < 5 else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float, or None when it is None or not finite (JSON has no NaN)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)

@@ -1,0 +1,330 @@
+"""Behaviour policies rebuilt from plain weights, sampling with a numpy generator.
+
+A run directory holds ``policy.json`` (what is needed to rebuild the SB3 policy module: the
+algorithm, observation and action spaces, network architecture) and ``checkpoints/step-N.pt``
+(the module's ``state_dict`` written by ``torch.save``). :func:`load_policy` instantiates the SB3
+policy class named by the algorithm (from a fixed allow-list) and loads the weights with
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers: a
+checkpoint can carry no code. SB3's own ``PPO.load`` / ``SAC.load`` unpickle and are never used
+on checkpoints.
+
+:class:`BehaviourPolicy` turns observations into bin indices. Its randomness comes from numpy
+generators passed in by the caller, never from torch's global RNG, so dataset collection is
+reproducible from episode seeds alone (and matches :class:`spin_data.collect.BatchPolicy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from spin_data.envs.bins import BinGrid
+
+POLICY_SPEC_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or policy.json cannot be loaded (missing, malformed, or not plain weights)."""
+
+
+# ============================================================================= policy.json
+def _encode_floats(values: np.ndarray) -> list[float | str]:
+    # JSON has no infinities: unbounded observation dimensions are written as "inf" / "-inf".
+    return [float(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf")
+            for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+
+
+def _decode_floats(values: Sequence[float | str]) -> np.ndarray:
+    return np.asarray([float(v) for v in values], dtype=np.float64)
+
+
+def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    """JSON-ready description of a flat ``Box`` or ``MultiDiscrete`` space."""
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": _encode_floats(space.low), "high": _encode_floats(space.high)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": [int(n) for n in space.nvec.reshape(-1)]}
+    raise CheckpointError(f"unsupported space {space!r}: behaviour policies use Box or MultiDiscrete")
+
+
+def space_from_dict(data: dict[str, Any]) -> gym.Space:
+    """Inverse of :func:`space_to_dict`."""
+    if data["type"] == "Box":
+        shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
+        return gym.spaces.Box(_decode_floats(data["low"]).reshape(shape).astype(dtype),
+                              _decode_floats(data["high"]).reshape(shape).astype(dtype), shape,
+                              dtype=dtype)
+    if data["type"] == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.asarray(data["nvec"], dtype=np.int64))
+    raise CheckpointError(f"unsupported space type {data['type']!r}")
+
+
+def make_policy_spec(
+    algorithm: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    net_arch: list[int],
+    activation_fn: str,
+    bin_grid: BinGrid,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The content of ``policy.json``: everything :func:`build_policy_module` needs.
+
+    ``extra`` (env name, cache key, versions, ...) is recorded alongside for provenance.
+    """
+    import stable_baselines3
+
+    return {
+        "format": "spin-behaviour-policy",
+        "version": POLICY_SPEC_VERSION,
+        "algorithm": algorithm,
+        "policy_class": _POLICY_CLASSES[algorithm],
+        "observation_space": space_to_dict(observation_space),
+        "action_space": space_to_dict(action_space),
+        "policy_kwargs": {"net_arch": list(net_arch), "activation_fn": activation_fn},
+        "bin_grid": bin_grid.to_dict(),
+        "versions": {"stable_baselines3": stable_baselines3.__version__,
+                     "torch": torch.__version__.split("+")[0]},
+        **extra,
+    }
+
+
+# The only classes a policy.json can ask for (never an import path taken from the file).
+_POLICY_CLASSES = {
+    "sac": "stable_baselines3.sac.policies.SACPolicy",
+    "ppo": "stable_baselines3.common.policies.ActorCriticPolicy",
+}
+
+
+def build_policy_module(spec: dict[str, Any]) -> torch.nn.Module:
+    """Instantiate the (untrained) SB3 policy module that ``spec`` (a policy.json) describes."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.sac.policies import SACPolicy
+
+    algorithm = spec.get("algorithm")
+    if algorithm not in _POLICY_CLASSES:
+        raise CheckpointError(f"policy.json names unknown algorithm {algorithm!r}")
+    kwargs = spec["policy_kwargs"]
+    from spin_data.behaviour.config import ACTIVATIONS
+
+    if kwargs["activation_fn"] not in ACTIVATIONS:
+        raise CheckpointError(f"policy.json names unknown activation {kwargs['activation_fn']!r}")
+    cls = SACPolicy if algorithm == "sac" else ActorCriticPolicy
+    module = cls(
+        space_from_dict(spec["observation_space"]),
+        space_from_dict(spec["action_space"]),
+        lr_schedule=lambda _: 0.0,
+        net_arch=list(kwargs["net_arch"]),
+        activation_fn=getattr(torch.nn, kwargs["activation_fn"]),
+    )
+    module.set_training_mode(False)
+    return module
+
+
+# ============================================================================= checkpoints
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(module: torch.nn.Module, path: Path) -> str:
+    """``torch.save`` the module's ``state_dict`` to ``path`` atomically; returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary unpickling).
+
+    Raises:
+        CheckpointError: the file is missing, holds anything but a dict of tensors, or would
+            need full unpickling (an arbitrary Python object).
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused: not a plain weights file ({first})") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: not a state_dict (a dict of tensors)")
+    return state
+
+
+# ============================================================================= distributions
+@dataclass(frozen=True)
+class CategoricalFactors:
+    """Independent categorical sub-actions (PPO on MultiDiscrete).
+
+    ``probs[i]``: float64 ``(B, counts[i])``, the probabilities of dimension i's bins.
+    """
+
+    probs: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class SquashedGaussian:
+    """SAC's tanh-squashed diagonal Gaussian, rescaled to ``[low, high]`` then snapped to bins.
+
+    ``mean``, ``std``: float64 ``(B, N)``, of the Gaussian *before* tanh. ``low``, ``high``:
+    ``(N,)`` bounds of the continuous action (the bin grid's).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+RngLike = np.random.Generator | Sequence[np.random.Generator]
+
+
+class BehaviourPolicy:
+    """A trained behaviour policy: observations ``(B, D)`` -> bin indices ``(B, N)``.
+
+    Attributes:
+        module: the SB3 policy module (eval mode, CPU).
+        spec: the policy.json content.
+        bin_grid: the grid the indices refer to.
+        algorithm: ``"sac"`` or ``"ppo"``.
+        checkpoint: the weights file, if loaded from one.
+        sha256: that file's sha256 (None if not loaded from a file).
+    """
+
+    def __init__(self, module: torch.nn.Module, spec: dict[str, Any],
+                 checkpoint: Path | None = None, sha256: str | None = None) -> None:
+        self.module = module
+        self.spec = spec
+        self.algorithm: str = spec["algorithm"]
+        self.bin_grid = BinGrid.from_dict(spec["bin_grid"])
+        self.checkpoint = checkpoint
+        self.sha256 = sha256
+
+    def _tensor(self, observations: np.ndarray) -> torch.Tensor:
+        obs = np.asarray(observations, dtype=np.float32)
+        if obs.ndim != 2:
+            raise ValueError(f"observations must have shape (B, D), got {obs.shape}")
+        device = next(self.module.parameters()).device  # a training module may sit on a GPU
+        return torch.as_tensor(obs, device=device)
+
+    @torch.no_grad()
+    def distribution(self, observations: np.ndarray) -> CategoricalFactors | SquashedGaussian:
+        """The action distribution at each observation (float32-castable ``(B, D)``)."""
+        obs = self._tensor(observations)
+        if self.algorithm == "ppo":
+            dist = self.module.get_distribution(obs).distribution  # list of torch Categoricals
+            return CategoricalFactors([d.probs.double().cpu().numpy() for d in dist])
+        mean, log_std, _ = self.module.actor.get_action_dist_params(obs)
+        return SquashedGaussian(mean.double().cpu().numpy(), log_std.double().exp().cpu().numpy(),
+                                self.bin_grid.low, self.bin_grid.high)
+
+    def act(self, observations: np.ndarray, rng: RngLike | None = None,
+            deterministic: bool = False) -> np.ndarray:
+        """Bin indices (int64 ``(B, N)``) for observations ``(B, D)``.
+
+        Args:
+            rng: one generator (rows draw from it in row order: ``rng.random((B, N))`` or
+                ``rng.standard_normal((B, N))``), or a sequence of ``B`` generators (row ``i``
+                draws ``(N,)`` from ``rng[i]`` only, as :class:`spin_data.collect.BatchPolicy`
+                asks). Not needed when ``deterministic``.
+            deterministic: the distribution's mode (per-dimension argmax for PPO, ``tanh(mean)``
+                for SAC) instead of a sample: the SB3 model's own deterministic action.
+        """
+        dist = self.distribution(observations)
+        batch = np.asarray(observations).shape[0]
+        n_dims = self.bin_grid.n_dims
+        if isinstance(dist, CategoricalFactors):
+            if deterministic:
+                return np.stack([p.argmax(axis=1) for p in dist.probs], axis=1).astype(np.int64)
+            uniforms = _draw(rng, "random", batch, n_dims)
+            out = np.empty((batch, n_dims), dtype=np.int64)
+            for i, p in enumerate(dist.probs):
+                # Inverse CDF: the bin whose cumulative-probability interval holds u.
+                cdf = np.cumsum(p, axis=1)
+                out[:, i] = np.minimum((uniforms[:, i:i + 1] >= cdf[:, :-1]).sum(axis=1),
+                                       p.shape[1] - 1)
+            return out
+        pre_tanh = dist.mean if deterministic else (
+            dist.mean + dist.std * _draw(rng, "standard_normal", batch, n_dims))
+        values = dist.low + 0.5 * (np.tanh(pre_tanh) + 1.0) * (dist.high - dist.low)
+        return self.bin_grid.quantise(values)
+
+    def __repr__(self) -> str:
+        where = f", checkpoint={str(self.checkpoint)!r}" if self.checkpoint else ""
+        return f"BehaviourPolicy({self.algorithm}, {self.bin_grid!r}{where})"
+
+
+def _draw(rng: RngLike | None, method: str, batch: int, n_dims: int) -> np.ndarray:
+    if rng is None:
+        raise ValueError("sampling needs a numpy Generator (or one per row); pass rng=")
+    if isinstance(rng, np.random.Generator):
+        return getattr(rng, method)((batch, n_dims))
+    rngs = list(rng)
+    if len(rngs) != batch:
+        raise ValueError(f"got {len(rngs)} generators for {batch} observations")
+    if batch == 0:
+        return np.empty((0, n_dims))
+    return np.stack([getattr(r, method)(n_dims) for r in rngs])
+
+
+# ============================================================================= loading
+def read_policy_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a ``policy.json``."""
+    try:
+        spec = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no policy.json (needed to rebuild the network)") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not JSON ({err})") from None
+    if spec.get("format") != "spin-behaviour-policy":
+        raise CheckpointError(f"{path}: not a spin behaviour-policy description")
+    if spec.get("version", 0) > POLICY_SPEC_VERSION:
+        raise CheckpointError(f"{path}: version {spec['version']} is newer than this spin reads")
+    return spec
+
+
+def load_policy(checkpoint_path: str | os.PathLike,
+                policy_json: str | os.PathLike | None = None) -> BehaviourPolicy:
+    """Rebuild a behaviour policy from a ladder checkpoint, without unpickling anything.
+
+    Args:
+        checkpoint_path: a ``checkpoints/step-N.pt`` file of a run directory.
+        policy_json: the run's ``policy.json``; default: two levels up from the checkpoint
+            (``<run>/checkpoints/step-N.pt`` -> ``<run>/policy.json``).
+
+    Raises:
+        CheckpointError: missing or malformed files, or a checkpoint that is not plain weights.
+    """
+    path = Path(checkpoint_path)
+    spec_path = Path(policy_json) if policy_json is not None else path.parent.parent / "policy.json"
+    spec = read_policy_spec(spec_path)
+    state = load_weights(path)
+    module = build_policy_module(spec)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit {spec_path}: {err}") from None
+    return BehaviourPolicy(module, spec, checkpoint=path, sha256=file_sha256(path))

@@ -1,0 +1,385 @@
+"""Training behaviour policies with stable-baselines3 into a cached, resumable checkpoint ladder.
+
+Run directory ``<cache>/behaviour/<canonical env>-<cache key>/`` (``<cache>`` is
+``$SPIN_CACHE_DIR``, default ``~/.cache/spin``)::
+
+    config.json            the resolved BehaviourConfig
+    policy.json            how to rebuild the policy network (no pickle; see policy.py)
+    ladder.json            the rungs so far and whether the run is complete (the commit point)
+    ladder.csv             the same rungs as a table
+    checkpoints/step-N.pt  policy state_dict at N training env steps (torch.save)
+    resume/step-N/         SB3's own model.zip (+ replay_buffer.pkl for SAC) at the last rung
+
+``resume/`` is SB3's native format, which is a pickle: spin only ever reads back files it wrote
+itself in this directory, uses them for nothing but continuing an interrupted run, deletes them
+when the run completes, and never ships them. Checkpoints are what other code loads.
+
+A rung is committed in this order: checkpoint, resume state, then ``ladder.json`` replaced
+atomically. A run killed at any point therefore restarts from its last committed rung; work
+after it is redone (a resumed run is not bit-identical to an uninterrupted one: the training
+envs restart their episodes and torch's RNG state is not restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spin_data.behaviour.config import SPIN_KEYS, BehaviourConfig
+from spin_data.behaviour.ladder import Ladder, Rung, finite_or_none
+from spin_data.behaviour.policy import BehaviourPolicy, make_policy_spec, save_weights
+from spin_data.collect import UniformRandomPolicy, collect_episodes
+from spin_data.envs import registry
+
+#: Evaluation episodes reset with seeds EVAL_SEED_BASE + 10_000 * config.seed + e, far from the
+#: training envs' seeds (config.seed + i), and identical at every rung (common random numbers).
+EVAL_SEED_BASE = 1_000_000
+
+
+class RunLocked(RuntimeError):
+    """Another process is training the same run (same cache entry) right now."""
+
+
+def default_cache_dir() -> Path:
+    """``$SPIN_CACHE_DIR/behaviour`` (``SPIN_CACHE_DIR`` defaults to ``~/.cache/spin``)."""
+    root = os.environ.get("SPIN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "spin")
+    return Path(root) / "behaviour"
+
+
+def run_directory(config: BehaviourConfig, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``config``'s run lives: ``<cache_dir>/<canonical env>-<cache key>``.
+
+    ``cache_dir`` defaults to :func:`default_cache_dir`.
+    """
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return base / f"{config.canonical_env}-{config.cache_key()}"
+
+
+def eval_seeds(config: BehaviourConfig) -> list[int]:
+    """Reset seeds of the evaluation episodes of every rung."""
+    return [EVAL_SEED_BASE + 10_000 * config.seed + e for e in range(config.eval_episodes)]
+
+
+# ============================================================================= environments
+def make_eval_env(config: BehaviourConfig) -> Any:
+    """The raw task (MultiDiscrete bin indices, true rewards) that rungs are scored on."""
+    return registry.make_env(config.env, bins=config.bins, grid=config.grid)
+
+
+def bin_grid_of(config: BehaviourConfig) -> Any:
+    """The run's :class:`~spin_data.envs.BinGrid` (read from a freshly built env)."""
+    env = make_eval_env(config)
+    try:
+        return env.get_wrapper_attr("bin_grid")
+    finally:
+        env.close()
+
+
+def make_training_env(config: BehaviourConfig) -> Any:
+    """SB3's vectorised training envs: ``n_envs`` copies, env ``i`` seeded ``seed + i``.
+
+    SAC gets the continuous view, PPO the MultiDiscrete task. On mazes with a non-zero
+    ``reward_shaping_scale`` each env is wrapped (outside SB3's Monitor, which therefore still
+    logs true returns) in :class:`spin_data.behaviour.shaping.PotentialShaping`.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+
+    continuous = config.algorithm == "sac"
+    wrapper_class = wrapper_kwargs = None
+    scale = config.hyperparameters.get("reward_shaping_scale", 0.0)
+    if config.family == "maze" and scale:
+        from spin_data.behaviour.shaping import PotentialShaping
+
+        wrapper_class = PotentialShaping
+        wrapper_kwargs = {"gamma": config.hyperparameters["gamma"], "scale": scale}
+    return make_vec_env(
+        lambda: registry.make_env(config.env, bins=config.bins, grid=config.grid,
+                                  continuous=continuous),
+        n_envs=config.n_envs, seed=config.seed, wrapper_class=wrapper_class,
+        wrapper_kwargs=wrapper_kwargs,
+    )
+
+
+def _algorithm_class(config: BehaviourConfig) -> Any:
+    from stable_baselines3 import PPO, SAC
+
+    return SAC if config.algorithm == "sac" else PPO
+
+
+def resolve_device(config: BehaviourConfig, device: str) -> str:
+    """The torch device SB3 trains on: ``"auto"`` = CUDA when present for SAC, CPU for PPO
+    (PPO's small MLPs and on-policy rollouts run faster on a CPU; SB3 itself warns otherwise)."""
+    if device != "auto":
+        return device
+    if config.algorithm == "ppo":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _new_model(config: BehaviourConfig, venv: Any, device: str) -> Any:
+    import torch
+
+    params = {k: v for k, v in config.hyperparameters.items() if k not in SPIN_KEYS}
+    policy_kwargs = {"net_arch": list(config.hyperparameters["net_arch"]),
+                     "activation_fn": getattr(torch.nn, config.hyperparameters["activation_fn"])}
+    return _algorithm_class(config)("MlpPolicy", venv, seed=config.seed, device=device, verbose=0,
+                                    policy_kwargs=policy_kwargs, **params)
+
+
+# ============================================================================= evaluation
+def evaluate_returns(config: BehaviourConfig, policy: Any) -> np.ndarray:
+    """True undiscounted returns (float64 ``(eval_episodes,)``) of ``policy`` on the eval seeds.
+
+    ``policy`` follows :class:`spin_data.collect.BatchPolicy`; each episode samples from its
+    own generator (:func:`spin_data.collect.episode_rng` of its seed), as dataset collection does.
+    """
+    episodes = collect_episodes(lambda: make_eval_env(config), policy, eval_seeds(config),
+                                n_envs=min(8, config.eval_episodes))
+    return np.asarray([float(np.sum(ep.rewards, dtype=np.float64)) for ep in episodes])
+
+
+# ============================================================================= files
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _commit_ladder(run: Path, ladder: Ladder) -> None:
+    _write_atomic(run / "ladder.csv", ladder.to_csv())
+    _write_atomic(run / "ladder.json", ladder.to_json())  # last: the commit point
+
+
+@contextlib.contextmanager
+def _run_lock(run: Path) -> Iterator[None]:
+    # An flock dies with its process, so a crashed run never leaves a stale lock behind.
+    with open(run / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{run}: another process is training this run") from None
+        yield
+
+
+def load_ladder(run: str | os.PathLike) -> Ladder | None:
+    """The committed ladder of a run directory, or None if it has none yet."""
+    path = Path(run) / "ladder.json"
+    return Ladder.from_json(path.read_text()) if path.exists() else None
+
+
+def _save_resume(model: Any, config: BehaviourConfig, run: Path, step: int) -> None:
+    target = run / "resume" / f"step-{step}"
+    tmp = run / "resume" / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    if config.algorithm == "sac":
+        model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def _drop_stale(run: Path, ladder: Ladder) -> None:
+    """Delete resume states and checkpoints that the committed ladder does not reference."""
+    keep_resume = f"step-{ladder.rungs[-1].step}" if ladder.rungs else None
+    for entry in (run / "resume").glob("*") if (run / "resume").exists() else ():
+        if entry.name != keep_resume or ladder.complete:
+            shutil.rmtree(entry, ignore_errors=True)
+    referenced = {r.checkpoint for r in ladder.rungs}
+    for ckpt in (run / "checkpoints").glob("*"):
+        if f"checkpoints/{ckpt.name}" not in referenced:
+            ckpt.unlink()
+    if ladder.complete:
+        shutil.rmtree(run / "resume", ignore_errors=True)
+
+
+# ============================================================================= training
+def train_behaviour(
+    config: BehaviourConfig,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    on_rung: Callable[[Rung], None] | None = None,
+    device: str = "auto",
+) -> Ladder:
+    """Train (or resume, or just read back) ``config``'s run and return its checkpoint ladder.
+
+    Rung 0 is the untrained policy; then a rung every ``eval_every`` training env steps and one
+    at the budget (PPO trains in whole rollouts of ``n_steps * n_envs`` steps, so its rungs
+    land on the first rollout boundary at or past each target; the rung records the real step).
+    Each rung saves the policy weights and scores the stochastic policy on ``eval_episodes``
+    fixed-seed episodes of the true task.
+
+    Args:
+        config: the run.
+        cache_dir: directory of run directories (default ``$SPIN_CACHE_DIR/behaviour``).
+        progress: show a tqdm bar over training env steps with the latest rung's score.
+        on_rung: called with each newly committed rung (after it is safely on disk).
+        device: torch device for SB3 (``"auto"``: see :func:`resolve_device`). Not part of the
+            cache key: checkpoints are saved on the CPU either way.
+
+    Returns:
+        The complete ladder. A run already complete in the cache returns at once, untouched.
+
+    Raises:
+        RunLocked: another process is training the same run.
+    """
+    run = run_directory(config, cache_dir)
+    done = load_ladder(run)
+    if done is not None and done.complete:
+        return done
+    run.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run):
+        return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
+
+
+def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
+                  on_rung: Callable[[Rung], None] | None, device: str) -> Ladder:
+    ladder = load_ladder(run)
+    if ladder is not None and ladder.complete:
+        return ladder  # another process finished it between our first look and the lock
+    _write_atomic(run / "config.json", json.dumps(config.to_dict(), indent=2))
+    venv = make_training_env(config)
+    try:
+        model, ladder = _start_or_resume(config, run, venv, ladder, device)
+        spec = make_policy_spec(
+            config.algorithm, venv.observation_space, venv.action_space,
+            config.hyperparameters["net_arch"], config.hyperparameters["activation_fn"],
+            bin_grid_of(config), env=config.canonical_env, bins=config.bins, grid=config.grid,
+            cache_key=config.cache_key())
+        _write_atomic(run / "policy.json", json.dumps(spec, indent=2))
+        policy = BehaviourPolicy(model.policy, spec)
+
+        def add_rung(wall_seconds: float) -> Rung:
+            step = int(model.num_timesteps)
+            model.policy.set_training_mode(False)
+            name = f"checkpoints/step-{step}.pt"
+            sha = save_weights(model.policy, run / name)
+            returns = evaluate_returns(config, policy)
+            ref = registry.reference_score(config.env, config.bins)
+            mean = float(returns.mean())
+            rung = Rung(step=step, mean_return=mean, std_return=float(returns.std()),
+                        normalised=None if ref is None else finite_or_none(ref.normalise(mean)),
+                        checkpoint=name, sha256=sha, wall_seconds=round(wall_seconds, 3),
+                        returns=tuple(float(r) for r in returns))
+            _save_resume(model, config, run, step)
+            ladder.rungs.append(rung)
+            ladder.complete = step >= config.budget
+            _commit_ladder(run, ladder)
+            _drop_stale(run, ladder)
+            return rung
+
+        if not ladder.rungs:
+            rung = add_rung(0.0)
+            if on_rung:
+                on_rung(rung)
+        with _progress_bar(config, ladder, progress) as bar:
+            callback = _ProgressCallback(bar)
+            while model.num_timesteps < config.budget:
+                last = ladder.rungs[-1]
+                target = min((last.step // config.eval_every + 1) * config.eval_every,
+                             config.budget)
+                started = time.perf_counter()
+                model.learn(total_timesteps=target - model.num_timesteps,
+                            reset_num_timesteps=False, callback=callback, progress_bar=False)
+                rung = add_rung(last.wall_seconds + time.perf_counter() - started)
+                if bar is not None:
+                    bar.total = max(bar.total, rung.step)
+                    bar.n = rung.step
+                    bar.set_postfix_str(_score_text(ladder, rung), refresh=True)
+                if on_rung:
+                    on_rung(rung)
+        if not ladder.complete:  # resumed at or past the budget (e.g. budget already reached)
+            ladder.complete = True
+            _commit_ladder(run, ladder)
+            _drop_stale(run, ladder)
+        return ladder
+    finally:
+        venv.close()
+
+
+def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
+                     ladder: Ladder | None, device: str) -> tuple[Any, Ladder]:
+    """Load the SB3 state of the last committed rung that has one, or start afresh."""
+    if ladder is not None:
+        # Walk back to the newest rung whose resume state survived (normally the last one).
+        popped = False
+        while ladder.rungs:
+            state = run / "resume" / f"step-{ladder.rungs[-1].step}"
+            if (state / "model.zip").exists():
+                model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
+                if config.algorithm == "sac":
+                    model.load_replay_buffer(state / "replay_buffer.pkl")
+                if popped:
+                    _commit_ladder(run, ladder)  # before _drop_stale deletes their checkpoints
+                _drop_stale(run, ladder)
+                return model, ladder
+            ladder.rungs.pop()
+            popped = True
+    ref = registry.reference_score(config.env, config.bins)
+    random_returns = evaluate_returns(
+        config, UniformRandomPolicy(bin_grid_of(config)))
+    ladder = Ladder(
+        env=config.canonical_env, bins=config.bins, algorithm=config.algorithm,
+        cache_key=config.cache_key(), budget=config.budget,
+        reference_expert=None if ref is None else ref.expert,
+        reference_random=None if ref is None else ref.random,
+        random_return=float(random_returns.mean()),
+    )
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run / "resume", ignore_errors=True)
+    return _new_model(config, venv, device), ladder
+
+
+# ============================================================================= progress
+def _score_text(ladder: Ladder, rung: Rung) -> str:
+    if rung.normalised is not None:
+        return f"return={rung.mean_return:.1f} normalised={rung.normalised:.2f}"
+    return f"return={rung.mean_return:.1f}"
+
+
+@contextlib.contextmanager
+def _progress_bar(config: BehaviourConfig, ladder: Ladder, enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.budget, initial=ladder.rungs[-1].step, unit="step",
+               desc=f"{config.algorithm} {config.canonical_env}", dynamic_ncols=True)
+    bar.set_postfix_str(_score_text(ladder, ladder.rungs[-1]))
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _progress_callback_base() -> type:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    return BaseCallback
+
+
+class _ProgressCallback(_progress_callback_base()):  # type: ignore[misc]
+    """Moves the tqdm bar with SB3's step counter (every env step, all envs at once)."""
+
+    def __init__(self, bar: Any) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def _on_step(self) -> bool:
+        if self.bar is not None:
+            self.bar.total = max(self.bar.total, self.num_timesteps)
+            self.bar.update(self.num_timesteps - self.bar.n)
+        return True

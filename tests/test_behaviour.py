@@ -1,0 +1,389 @@
+"""Behaviour policies: real SB3 training on real simulators at small budgets, the checkpoint
+ladder, loading without unpickling, numpy-seeded sampling, the cache, resuming, the CLI."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spin_data.behaviour import (
+    BehaviourConfig,
+    CategoricalFactors,
+    CheckpointError,
+    Ladder,
+    Rung,
+    RunLocked,
+    SquashedGaussian,
+    load_policy,
+    preset,
+    run_directory,
+    train_behaviour,
+)
+from spin_data.behaviour.policy import file_sha256, make_policy_spec, save_weights
+from spin_data.behaviour.shaping import GeodesicDistance, PotentialShaping
+from spin_data.behaviour.train import evaluate_returns
+from spin_data.cli import main
+from spin_data.envs import make_env, reference_score
+from spin_data.envs.maze import maze_config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Small MLPs run fastest on one thread, and two threads per process oversubscribe a busy
+    # 2-core machine badly; one thread also keeps the seeded runs' numbers reproducible.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("behaviour-cache")
+
+
+@pytest.fixture(scope="module")
+def maze_run(cache):
+    config = preset("maze-5", "test")
+    started = time.perf_counter()
+    ladder = train_behaviour(config, cache_dir=cache, progress=False)
+    return config, ladder, time.perf_counter() - started
+
+
+@pytest.fixture(scope="module")
+def cheetah_run(cache):
+    config = preset("cheetah", "test")
+    ladder = train_behaviour(config, cache_dir=cache, progress=False)
+    return config, ladder
+
+
+def _observations(env_name: str, n: int, seed: int = 0, **kwargs) -> np.ndarray:
+    """``n`` observations visited by uniform-random bins (float32 (n, D))."""
+    env = make_env(env_name, seed=seed, **kwargs)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    out = []
+    while len(out) < n:
+        out.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
+    env.close()
+    return np.stack(out).astype(np.float32)
+
+
+# ============================================================================= real training
+def test_sac_on_cheetah_learns_above_random(cheetah_run, cache):
+    config, ladder = cheetah_run
+    ref = reference_score("cheetah", 3)
+    assert [r.step for r in ladder.rungs] == list(range(0, 6001, 1000))
+    assert ladder.complete and ladder.algorithm == "sac" and ladder.env == "cheetah-run"
+    expert = ladder.expert()
+    # Learning happened: the best rung is a trained one, well above uniform-random bins and
+    # above the untrained policy (seeded run, 1 torch thread: 21.5 vs 9.9 at step 0).
+    assert expert.step > 0
+    assert expert.mean_return > 2 * ref.random
+    assert expert.mean_return > ladder.rungs[0].mean_return + 3
+    assert expert.normalised == pytest.approx(ref.normalise(expert.mean_return))
+    run = run_directory(config, cache)
+    for name in ("config.json", "policy.json", "ladder.json", "ladder.csv"):
+        assert (run / name).is_file()
+    assert not (run / "resume").exists()  # SB3's pickles are dropped once the run is complete
+    for rung in ladder.rungs:
+        assert file_sha256(run / rung.checkpoint) == rung.sha256
+    csv_lines = (run / "ladder.csv").read_text().splitlines()
+    assert csv_lines[0] == "step,mean_return,std_return,normalised,checkpoint,sha256,wall_seconds"
+    assert len(csv_lines) == len(ladder.rungs) + 1
+    spec = json.loads((run / "policy.json").read_text())
+    assert spec["action_space"]["type"] == "Box" and spec["policy_kwargs"]["net_arch"] == [64, 64]
+    assert spec["observation_space"]["low"][0] == "-inf"  # JSON-safe unbounded dimensions
+
+
+def test_ppo_on_maze_ladder_has_a_medium_rung_between_random_and_expert(maze_run):
+    _config, ladder, _seconds = maze_run
+    ref = reference_score("maze-5")
+    expert, medium = ladder.expert(), ladder.medium()
+    assert expert.normalised > 0.8 and ladder.warning() is None  # the test preset nearly solves it
+    assert medium.step < expert.step
+    assert ref.random < medium.mean_return < expert.mean_return
+    assert 0.2 < ladder.score(medium) / ladder.score(expert) < 0.7
+    assert ladder.random_return < 0  # uniform-random bins almost never reach the goal
+
+
+def test_rung_scores_are_reproduced_by_the_loaded_checkpoint(maze_run, cache):
+    # The ladder scored exactly the sampler that collection will use: same seeds, same returns.
+    config, ladder, _ = maze_run
+    rung = ladder.medium()
+    policy = load_policy(run_directory(config, cache) / rung.checkpoint)
+    assert policy.sha256 == rung.sha256
+    assert tuple(evaluate_returns(config, policy)) == rung.returns
+
+
+# ============================================================================= the cache
+def test_a_complete_run_is_returned_from_the_cache_without_training(maze_run, cache):
+    config, ladder, first_seconds = maze_run
+    run = run_directory(config, cache)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    ladder_bytes = (run / "ladder.json").read_bytes()
+    started = time.perf_counter()
+    again = train_behaviour(preset("maze", "test"), cache_dir=cache, progress=False)  # same key
+    assert time.perf_counter() - started < min(2.0, first_seconds / 5)
+    assert again == ladder
+    assert (run / "ladder.json").read_bytes() == ladder_bytes
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_a_run_in_progress_elsewhere_is_refused(cache):
+    config = BehaviourConfig("maze-3", budget=4096, eval_every=4096, eval_episodes=1, n_envs=8)
+    run = run_directory(config, cache)
+    run.mkdir(parents=True)
+    with open(run / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunLocked):
+            train_behaviour(config, cache_dir=cache, progress=False)
+
+
+# ============================================================================= resuming
+def test_an_interrupted_run_resumes_from_its_last_rung(cache):
+    from stable_baselines3 import PPO
+
+    config = BehaviourConfig("maze-5", budget=16_384, eval_every=4_096, eval_episodes=4,
+                             n_envs=8, seed=3)
+    run = run_directory(config, cache)
+    seen: list[int] = []
+
+    def interrupt_after_second(rung: Rung) -> None:
+        seen.append(rung.step)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_behaviour(config, cache_dir=cache, progress=False, on_rung=interrupt_after_second)
+    partial = Ladder.from_json((run / "ladder.json").read_text())
+    assert [r.step for r in partial.rungs] == [0, 4096] and not partial.complete
+    assert (run / "resume" / "step-4096" / "model.zip").is_file()
+
+    # The checkpoint rebuilt without unpickling acts exactly as SB3's own (pickled) model.
+    # Loading model.zip here is fine: it is this test's own run; spin never ships resume files.
+    model = PPO.load(run / "resume" / "step-4096" / "model.zip", device="cpu")
+    policy = load_policy(run / "checkpoints" / "step-4096.pt")
+    obs = _observations("maze-5", 300)
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(policy.act(obs, deterministic=True), expected)
+
+    resumed: list[int] = []
+    ladder = train_behaviour(config, cache_dir=cache, progress=False, on_rung=lambda r: resumed.append(r.step))
+    assert resumed == [8192, 12_288, 16_384]  # finished rungs are not redone
+    assert [r.step for r in ladder.rungs] == [0, 4096, 8192, 12_288, 16_384]
+    assert ladder.rungs[:2] == partial.rungs
+    assert ladder.complete and not (run / "resume").exists()
+    assert all(a.wall_seconds <= b.wall_seconds for a, b in zip(ladder.rungs, ladder.rungs[1:]))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
+        Path(r.checkpoint).name for r in ladder.rungs)
+
+
+def test_a_run_whose_last_resume_state_is_lost_restarts_from_the_one_before(cache, tmp_path):
+    config = BehaviourConfig("maze-5", budget=8192, eval_every=4096, eval_episodes=2, n_envs=8,
+                             seed=4)
+    run = run_directory(config, cache)
+    stop = []
+
+    def interrupt(rung: Rung) -> None:
+        if rung.step == 4096:
+            stop.append(rung.step)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_behaviour(config, cache_dir=cache, progress=False, on_rung=interrupt)
+    shutil.rmtree(run / "resume" / "step-4096")  # e.g. the disk was cleaned under a live run
+    ladder = train_behaviour(config, cache_dir=cache, progress=False)
+    assert [r.step for r in ladder.rungs] == [0, 4096, 8192] and ladder.complete
+
+
+# ============================================================================= loading policies
+def _saved_run(tmp_path: Path, model, algorithm: str, env) -> Path:
+    """Save an SB3 model's policy the way train_behaviour does; returns the checkpoint path."""
+    spec = make_policy_spec(algorithm, model.observation_space, model.action_space,
+                            [64, 64], "ReLU" if algorithm == "sac" else "Tanh",
+                            env.get_wrapper_attr("bin_grid"))
+    (tmp_path / "policy.json").write_text(json.dumps(spec))
+    path = tmp_path / "checkpoints" / "step-0.pt"
+    save_weights(model.policy, path)
+    return path
+
+
+def test_load_policy_matches_sb3_sac_deterministic_actions(tmp_path):
+    from stable_baselines3 import SAC
+
+    env = make_env("cheetah", continuous=True)
+    model = SAC("MlpPolicy", env, policy_kwargs={"net_arch": [64, 64]}, seed=0, device="cpu")
+    with torch.no_grad():  # untrained means sit near 0 (all middle bins): spread them out
+        model.policy.actor.mu.weight.mul_(30.0)
+    path = _saved_run(tmp_path, model, "sac", env)
+    policy = load_policy(path)
+    obs = _observations("cheetah", 300)
+    expected = env.get_wrapper_attr("bin_grid").quantise(model.predict(obs, deterministic=True)[0])
+    actions = policy.act(obs, deterministic=True)
+    assert len(np.unique(actions)) == 3  # every bin occurs: a meaningful comparison
+    np.testing.assert_array_equal(actions, expected)
+    dist = policy.distribution(obs[:4])
+    assert isinstance(dist, SquashedGaussian) and dist.mean.shape == (4, 6)
+
+
+def test_numpy_seeded_sampling_is_reproducible_and_leaves_torch_alone(maze_run, cache):
+    config, ladder, _ = maze_run
+    policy = load_policy(run_directory(config, cache) / ladder.medium().checkpoint)
+    obs = _observations("maze-5", 64)
+    torch_state = torch.get_rng_state()
+    first = policy.act(obs, np.random.default_rng(7))
+    assert np.array_equal(first, policy.act(obs, np.random.default_rng(7)))
+    assert not np.array_equal(first, policy.act(obs, np.random.default_rng(8)))
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert first.dtype == np.int64 and first.shape == (64, 5)
+    # One generator per row (collect.BatchPolicy): row i depends on rngs[i] only.
+    rows = policy.act(obs[:3], [np.random.default_rng(s) for s in (1, 2, 3)])
+    alone = policy.act(obs[1:2], [np.random.default_rng(2)])
+    np.testing.assert_array_equal(rows[1], alone[0])
+
+
+def test_sampling_follows_the_distribution(maze_run, cache):
+    config, ladder, _ = maze_run
+    policy = load_policy(run_directory(config, cache) / ladder.medium().checkpoint)
+    obs = np.repeat(_observations("maze-5", 1), 20_000, axis=0)
+    dist = policy.distribution(obs[:1])
+    assert isinstance(dist, CategoricalFactors) and len(dist.probs) == 5
+    samples = policy.act(obs, np.random.default_rng(0))
+    on = np.array([p[0, 1] for p in dist.probs])
+    np.testing.assert_allclose(samples.mean(axis=0), on, atol=0.015)
+
+
+def test_sac_sampling_is_the_squashed_gaussian(cheetah_run, cache):
+    config, ladder = cheetah_run
+    policy = load_policy(run_directory(config, cache) / ladder.expert().checkpoint)
+    obs = _observations("cheetah", 8)
+    dist = policy.distribution(obs)
+    eps = np.random.default_rng(5).standard_normal(obs.shape[:1] + (6,))
+    values = dist.low + 0.5 * (np.tanh(dist.mean + dist.std * eps) + 1) * (dist.high - dist.low)
+    np.testing.assert_array_equal(policy.act(obs, np.random.default_rng(5)),
+                                  policy.bin_grid.quantise(values))
+
+
+def test_checkpoints_load_only_as_plain_weights(maze_run, cache, tmp_path):
+    config, _ladder, _ = maze_run
+    shutil.copy(run_directory(config, cache) / "policy.json", tmp_path / "policy.json")
+    (tmp_path / "checkpoints").mkdir()
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):  # unpickling this would create the marker file
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "checkpoints" / "step-0.pt"
+    torch.save({"weights": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_policy(evil)
+    assert not marker.exists()
+    torch.save({"not": "tensors"}, evil)
+    with pytest.raises(CheckpointError):
+        load_policy(evil)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_policy(tmp_path / "checkpoints" / "step-9.pt")
+
+
+# ============================================================================= ladder, config
+def _ladder(returns: list[float], reference: tuple[float, float] | None) -> Ladder:
+    ref_expert, ref_random = reference if reference else (None, None)
+    rungs = [Rung(step=1000 * i, mean_return=r, std_return=0.0,
+                  normalised=None if reference is None else (r - ref_random) / (ref_expert - ref_random),
+                  checkpoint=f"checkpoints/step-{1000 * i}.pt", sha256="0" * 64,
+                  wall_seconds=float(i))
+             for i, r in enumerate(returns)]
+    return Ladder("x", 3, "sac", "k", 1000 * len(returns), ref_expert, ref_random,
+                  random_return=0.0, rungs=rungs, complete=True)
+
+
+def test_ladder_choices_and_round_trip():
+    ladder = _ladder([0.0, 10.0, 30.0, 47.0, 100.0, 90.0], reference=(200.0, 0.0))
+    assert ladder.expert().step == 4000
+    assert ladder.medium().step == 3000  # normalised 0.235 is closest to 0.45 * 0.5
+    assert "normalised 0.50 < 0.8" in ladder.warning()
+    assert Ladder.from_json(ladder.to_json()) == ladder
+    # Without a reference: scores relative to the measured random return and the ladder's expert.
+    own = _ladder([0.0, 10.0, 30.0, 47.0, 100.0, 90.0], reference=None)
+    assert own.medium().step == 3000 and own.warning() is None
+    assert own.medium(0.3).step == 2000
+    with pytest.raises(ValueError, match="no rung precedes"):
+        _ladder([5.0, 1.0], reference=None).medium()
+
+
+def test_config_defaults_presets_and_cache_key():
+    maze = BehaviourConfig("maze")
+    assert maze.algorithm == "ppo" and maze.bins == 2 and maze.hyperparameters["ent_coef"] == 0.01
+    cheetah = BehaviourConfig("cheetah")
+    assert cheetah.algorithm == "sac" and cheetah.bins == 3
+    assert "reward_shaping_scale" not in cheetah.hyperparameters
+    # Same run, same key: defaults spelled out or not, short or canonical name.
+    assert BehaviourConfig("maze").cache_key() == BehaviourConfig(
+        "maze-5", bins=2, hyperparameters={"ent_coef": 0.01}).cache_key()
+    assert BehaviourConfig("cheetah").cache_key() == BehaviourConfig("cheetah-run").cache_key()
+    assert BehaviourConfig("cheetah", seed=1).cache_key() != cheetah.cache_key()
+    assert BehaviourConfig("cheetah", budget=5).cache_key() != cheetah.cache_key()
+    assert BehaviourConfig.from_dict(json.loads(json.dumps(cheetah.to_dict()))) == cheetah
+    assert preset("cheetah", "default").budget == 1_000_000
+    assert preset("maze-5", 20_000).eval_every == 2_000
+    for bad in [{"env": "nope"}, {"env": "maze", "bins": 3}, {"env": "cheetah", "bins": 1},
+                {"env": "cheetah", "algorithm": "dqn"}, {"env": "cheetah", "budget": 0},
+                {"env": "cheetah", "hyperparameters": {"reward_shaping_scale": 1.0}},
+                {"env": "cheetah", "hyperparameters": {"activation_fn": "os.system"}}]:
+        with pytest.raises(ValueError):
+            BehaviourConfig(**bad)
+    with pytest.raises(ValueError):
+        preset("cheetah", "huge")
+
+
+def test_reward_shaping_is_potential_based():
+    distance = GeodesicDistance(maze_config(5))
+    start, goal = distance(np.array([0.25, 0.10])), distance(np.array([0.275, 0.475]))
+    assert goal < 0.01 and 1.3 < start < 1.5  # around the wall, not the 0.37 straight line
+    env = PotentialShaping(make_env("maze-5", seed=0), gamma=0.99, scale=50.0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        phi = env.potential(obs)
+        obs, shaped, terminated, _, info = env.step(np.array([1, 1, 0, 0, 0]))
+        phi_next = 0.0 if terminated else env.potential(obs)
+        assert shaped == pytest.approx(info["true_reward"] + 0.99 * phi_next - phi)
+
+
+# ============================================================================= CLI
+@pytest.mark.parametrize("args", [
+    ["--env", "nope"],
+    ["--env", "cheetah", "--bins", "1"],
+    ["--env", "maze", "--bins", "3"],
+    ["--env", "cheetah", "--algorithm", "dqn"],
+    ["--env", "cheetah", "--budget", "0"],
+    ["--env", "cheetah", "--budget", "-100"],
+    ["--env", "cheetah", "--budget", "lots"],
+])
+def test_cli_rejects_bad_input_with_a_usage_error(args, tmp_path):
+    result = CliRunner().invoke(main, ["train-behaviour", *args, "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_prints_the_ladder_and_the_run_directory(maze_run, cache):
+    config, ladder, _ = maze_run
+    result = CliRunner().invoke(main, ["train-behaviour", "--env", "maze-5", "--budget", "test",
+                                       "--cache-dir", str(cache), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "expert" in result.output and "medium" in result.output
+    assert f"run: {run_directory(config, cache)}" in result.output
+    assert f"{ladder.expert().mean_return:.2f}" in result.output
