@@ -150,3 +150,28 @@ def test_ray_backend_writes_the_same_store_as_local(tmp_path):
     finally:
         ray.shutdown()
     assert open_dataset(tmp_path / "ray").checksums == open_dataset(tmp_path / "local").checksums
+
+
+def test_maze_medium_expert_from_a_real_behaviour_run(tmp_path):
+    """PPO (test preset) trains on maze-5; medium data scores between random and expert."""
+    recipe = Recipe(env="maze-5", quality="medium-expert", size=6000, seed=0, budget="test")
+    cache = str(tmp_path / "cache")
+    summary = generate(recipe, str(tmp_path / "me"), workers=1, cache_dir=cache, progress=False)
+    ds = open_dataset(tmp_path / "me")
+    returns = ds.metadata["returns"]
+    assert returns["medium"]["episodes"] > 0 and returns["expert"]["episodes"] > 0
+    random_ref, expert_ref = -5.62, 99.34
+    assert random_ref + 10 < returns["medium"]["mean"] < returns["expert"]["mean"] - 10
+    assert summary["normalised"]["expert"] > 0.8 > summary["normalised"]["medium"]
+    behaviour = ds.metadata["behaviour"]
+    assert behaviour["algorithm"] == "ppo"
+    assert behaviour["policies"]["medium"]["step"] < behaviour["policies"]["expert"]["step"]
+    from spin_data.behaviour import load_ladder, preset, run_directory
+    ladder = load_ladder(run_directory(preset("maze-5", "test", seed=0), cache))
+    assert {r.sha256 for r in ladder.rungs} >= {p["checkpoint_sha256"]
+                                               for p in behaviour["policies"].values()}
+    assert verify(tmp_path / "me").ok
+    # the same recipe and seed again (behaviour now cached): byte-identical arrays
+    generate(recipe, str(tmp_path / "again"), workers=2, cache_dir=cache, progress=False)
+    assert open_dataset(tmp_path / "again").checksums == ds.checksums
+    assert expert_ref > returns["expert"]["mean"]
