@@ -226,9 +226,10 @@ def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
         used.append(task.part)
         if bar is not None:
             bar.update(steps)
-    for _, future in in_flight:  # started beyond the target: let them finish, then discard
-        future.cancel()
-    concurrent.futures.wait([f for _, f in in_flight])
+    # Tasks started beyond the target run to the end (cancelling a Ray future's wrapper can
+    # block forever) and their parts are discarded below.
+    for _, future in in_flight:
+        future.result()
     # Full episodes only, but no more of them than the share needs: trim the last task.
     last_steps = steps
     kept = _trim_part(recipe, location, str(staging), used[-1],
