@@ -87,18 +87,25 @@ def episode_rng(seed: int) -> np.random.Generator:
 
 
 def collect_episodes(
-    make_env: Callable[[], Any], policy: BatchPolicy, seeds: Sequence[int], *, n_envs: int = 8
+    make_env: Callable[[], Any] | Sequence[Any], policy: BatchPolicy, seeds: Sequence[int], *,
+    n_envs: int = 8,
 ) -> Iterator[RolloutEpisode]:
     """Roll out one full episode per seed, ``n_envs`` at a time, yielding them in seed order.
 
     Args:
-        make_env: builds one environment (called ``min(n_envs, len(seeds))`` times).
+        make_env: builds one environment (called ``min(n_envs, len(seeds))`` times; those envs
+            are closed at the end), or a list of ready environments to use (and leave open).
         policy: acts on the batch of running episodes (see :class:`BatchPolicy`).
         seeds: reset seed of each episode; also seeds its action sampling (:func:`episode_rng`).
         n_envs: environments stepped in lockstep (one batched policy call per step).
     """
-    n_envs = max(1, min(n_envs, len(seeds)))
-    envs = [make_env() for _ in range(n_envs)]
+    owned = callable(make_env)
+    if owned:
+        n_envs = max(1, min(n_envs, len(seeds)))
+        envs = [make_env() for _ in range(n_envs)]
+    else:
+        envs = list(make_env)[: max(1, min(len(make_env), len(seeds)))]
+        n_envs = len(envs)
     pending = list(seeds)[::-1]
     finished: dict[int, RolloutEpisode] = {}
     total = len(seeds)
@@ -139,5 +146,6 @@ def collect_episodes(
         while yielded < total and yielded in finished:
             yield finished.pop(yielded)
             yielded += 1
-    for env in envs:
-        env.close()
+    if owned:
+        for env in envs:
+            env.close()
