@@ -89,8 +89,7 @@ def main() -> None:
     def with_workers(workers: int):
         def run():
             out = work / f"gen-{workers}-{time.monotonic_ns()}"
-            recipe = Recipe(env=args.env, quality="random", size=args.episodes * steps,
-                            episodes_per_task=max(1, args.episodes // 4))
+            recipe = Recipe(env=args.env, quality="random", size=args.episodes * steps)
             staging = Path(str(out) + ".partial")
             pool = TaskPool("local", workers)
             try:

@@ -223,15 +223,18 @@ def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
                    bar: tqdm | None = None) -> int:
     """Run a source's tasks in order until its share of transitions is reached; drop extras.
 
-    Up to ``pool.workers`` tasks run at once; their results are counted in task order, so which
-    tasks make the dataset never depends on which worker finished first.
+    Up to ``2 x pool.workers`` tasks are queued at once; their results are counted in task
+    order, so which tasks make the dataset never depends on which worker finished first.
     """
     target = recipe.source_steps()[source]
     tasks = _tasks(recipe, source, checkpoint)
     done_steps, used, steps = 0, [], 0
     in_flight: list[tuple[Task, concurrent.futures.Future]] = []
     while done_steps < target:
-        while len(in_flight) < pool.workers:
+        # Two tasks per worker in flight: results are taken in task order, and a worker that
+        # finishes before an earlier task must find its next task already queued. (Run in
+        # this process, one at a time: nothing to overlap, so no task runs ahead.)
+        while len(in_flight) < (1 if pool.workers == 1 else 2 * pool.workers):
             task = next(tasks)
             in_flight.append((task, pool.submit(recipe, location, str(staging), task, n_envs)))
         task, future = in_flight.pop(0)
