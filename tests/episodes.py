@@ -27,3 +27,18 @@ def maze_episodes(seeds: Iterable[int], *, near_goal: bool = False) -> list[Roll
     env = make_env("maze-5")
     return [random_episode(env, s, start=NEAR_GOAL if near_goal and s % 2 == 0 else None)
             for s in seeds]
+
+
+def assert_same_transitions(ds, episodes) -> None:
+    """A store's per-step arrays and episode ends are exactly these episodes', in order."""
+    steps = ds.transitions()
+    np.testing.assert_array_equal(steps["observations"],
+                                  np.concatenate([e[0][:-1] for e in episodes]))
+    np.testing.assert_array_equal(steps["next_observations"],
+                                  np.concatenate([e[0][1:] for e in episodes]))
+    np.testing.assert_array_equal(steps["actions"], np.concatenate([e[1] for e in episodes]))
+    np.testing.assert_array_equal(steps["rewards"],
+                                  np.concatenate([e[2] for e in episodes]).astype(np.float32))
+    assert ds.array("episodes/ends").tolist() == np.cumsum([len(e[2]) for e in episodes]).tolist()
+    assert int(steps["terminations"].sum()) == sum(e[3] for e in episodes)
+    assert int(steps["truncations"].sum()) == sum(e[4] for e in episodes)

@@ -31,7 +31,7 @@ from spin_data.store import (
     publish,
     schema,
 )
-from tests.episodes import maze_episodes
+from tests.episodes import assert_same_transitions, maze_episodes
 
 ENV = "maze-5"
 GRID = make_env(ENV).bin_grid
@@ -40,6 +40,15 @@ METADATA = {"dataset_id": "maze-5-remote-test-v1", "env": {"name": ENV, "kwargs"
 #: Starting just below the goal, about half of these random episodes terminate at the goal.
 #: Dummy credentials: the local server accepts any; real AWS is never contacted.
 KEY, SECRET = "spin-test-key", "spin-test-secret"
+
+
+def assert_matches_episodes(ds, episodes) -> None:
+    """The store holds exactly these episodes: arrays, seeds and recorded checksums."""
+    assert_same_transitions(ds, episodes)
+    assert ds.array("episodes/seeds").tolist() == [e[5] for e in episodes]
+    steps = ds.transitions()
+    for name in ("observations", "actions", "rewards", "terminations", "truncations"):
+        assert ds.checksums[f"steps/{name}"] == schema.array_checksum(steps[name])
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +88,6 @@ def assert_same_dataset(ds, reference) -> None:
     drop = {"created"}
     assert ({k: v for k, v in ds.metadata.items() if k not in drop}
             == {k: v for k, v in reference.metadata.items() if k not in drop})
-
-
-def assert_matches_episodes(ds, episodes) -> None:
-    steps = ds.transitions()
-    np.testing.assert_array_equal(steps["observations"],
-                                  np.concatenate([e[0][:-1] for e in episodes]))
-    np.testing.assert_array_equal(steps["next_observations"],
-                                  np.concatenate([e[0][1:] for e in episodes]))
-    np.testing.assert_array_equal(steps["actions"], np.concatenate([e[1] for e in episodes]))
-    np.testing.assert_array_equal(steps["rewards"],
-                                  np.concatenate([e[2] for e in episodes]).astype(np.float32))
-    assert ds.array("episodes/ends").tolist() == np.cumsum([len(e[2]) for e in episodes]).tolist()
-    assert int(steps["terminations"].sum()) == sum(e[3] for e in episodes)
-    assert int(steps["truncations"].sum()) == sum(e[4] for e in episodes)
-    assert ds.array("episodes/seeds").tolist() == [e[5] for e in episodes]
-    for name, arr in steps.items():
-        if name in ("observations", "actions", "rewards", "terminations", "truncations"):
-            assert ds.checksums[f"steps/{name}"] == schema.array_checksum(arr)
 
 
 # ============================================================================= S3 server

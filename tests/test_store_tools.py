@@ -24,7 +24,7 @@ from spin_data.store.tools import (
     info_dict,
     verify,
 )
-from tests.episodes import maze_episodes, random_episode
+from tests.episodes import assert_same_transitions, maze_episodes, random_episode
 
 MAZE = "maze-5"
 
@@ -381,14 +381,7 @@ def test_import_round_trips_a_maze_pickle_with_the_truncation_rule(tmp_path, med
     ds = open_dataset(tmp_path / "imported")
     assert ds.n_episodes == len(medium_eps)
     np.testing.assert_array_equal(ds.episode_ends, np.cumsum(lengths))
-    steps = ds.transitions()
-    np.testing.assert_array_equal(steps["observations"],
-                                  np.concatenate([e[0][:-1] for e in medium_eps]))
-    np.testing.assert_array_equal(steps["next_observations"],
-                                  np.concatenate([e[0][1:] for e in medium_eps]))
-    np.testing.assert_array_equal(steps["actions"], np.concatenate([e[1] for e in medium_eps]))
-    np.testing.assert_array_equal(steps["rewards"],
-                                  np.concatenate([e[2] for e in medium_eps]).astype(np.float32))
+    assert_same_transitions(ds, medium_eps)
     for i, (_o, _a, rew, te, tr, _s) in enumerate(medium_eps):
         ep = ds.episode(i)
         # the rule: done after exactly the time limit -> truncation, earlier -> termination
