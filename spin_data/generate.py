@@ -313,7 +313,7 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     timings["collect"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    env = make_env_fn(recipe)()
+    env = task_envs(recipe, 1)[0]
     reference = registry.reference_score(recipe.env, recipe.n_bins)
     metadata = {
         "dataset_id": recipe.name,
@@ -332,7 +332,6 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
                   "episode_seed": "SeedSequence([master, source code, index]) >> 1"},
         "warnings": warnings,
     }
-    env.close()
     publish(location, metadata, workers=workers, staging_dir=staging)
     shutil.rmtree(staging, ignore_errors=True)
     timings["publish"] = time.perf_counter() - start
