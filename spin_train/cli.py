@@ -1,12 +1,50 @@
 """``spin-train``: the user-facing commands of spin_train (SPIN stage 1 and stage 2).
 
-The commands (``pretrain``, ``policy``, ``probe``, ``compare``) arrive with their issues; the
-group exists now so the console script, ``--help`` and the package layout are in place.
+Commands are thin: options are generated from the library's config dataclasses
+(:mod:`spin_train.options`) and the work happens in the library. Bad arguments exit 2 with one
+line (click's usage errors); problems with files (a store that is not a dataset, a run
+directory holding another run, a checkpoint that is not spin's) exit 1 with one line.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
+
+from spin_train.options import config_options, given
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _make_config(cls: type, **kwargs: Any):
+    """Build a config; its validation errors are usage errors (exit 2)."""
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise click.UsageError(_one_line(err)) from None
+
+
+class _RunErrors:
+    """Library errors -> one-line click errors: usage (exit 2) for a bad device, else exit 1."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
+        if err is None or isinstance(err, (click.exceptions.ClickException, click.exceptions.Exit,
+                                           click.exceptions.Abort)):
+            return False
+        from spin_train.device import DeviceError
+
+        if isinstance(err, DeviceError):
+            raise click.BadParameter(_one_line(err), param_hint="--device") from None
+        if isinstance(err, (ValueError, RuntimeError, OSError, KeyError)):
+            raise click.ClickException(_one_line(err)) from None
+        return False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +52,128 @@ import click
 def main() -> None:
     """spin-train: SPIN's Action Structure Model pre-training and policy training on spin
     datasets (Zarr stores written by spin-data)."""
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------ stage 1
+from spin_train.pretrain.objectives import OBJECTIVES  # noqa: E402
+from spin_train.pretrain.trainer import PretrainConfig  # noqa: E402
+from spin_train.probe import ProbeConfig  # noqa: E402
+
+
+@main.command()
+@config_options(PretrainConfig, choices={"objective": OBJECTIVES})
+def pretrain(**kwargs: Any) -> None:
+    """Stage 1: pre-train the Action Structure Model on a dataset's (state, action) pairs.
+
+    Writes a run directory (config.json, metrics.csv/jsonl, checkpoints/, asm.pt, asm.json).
+    Running the same command again resumes the run where it stopped (or reports it done);
+    --epochs may be raised to train on.
+    """
+    from spin_train.pretrain.trainer import pretrain as run
+
+    if kwargs.get("dataset") is None:
+        raise click.UsageError("Missing option '--dataset' (a store path or URL)")
+    cfg = _make_config(PretrainConfig, **given(kwargs))
+    with _RunErrors():
+        result = run(cfg)
+    m = result.final_metrics
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(f"ASM weights:   {result.asm_path} (epoch {result.chosen_epoch} of "
+               f"{result.epochs_run}{', stopped early' if result.stopped_early else ''})")
+    click.echo(f"wall-clock:    {result.wall_clock_s:.1f} s")
+    shown = ["train_loss", "val_loss", "val_masked_acc", "val_slot_acc", "val_exact_match"]
+    click.echo("final:         " + ", ".join(f"{k} {_fmt(m[k])}" for k in shown if k in m))
+
+
+@main.command()
+@config_options(ProbeConfig)
+@click.option("--json", "as_json", is_flag=True, help="print the whole report as JSON")
+def probe(as_json: bool, **kwargs: Any) -> None:
+    """Linear probe (SPIN section 6.2): frozen ASM trunk, new queries and linear heads predict
+    dataset actions from states; per-slot, exact-match and independence-expected accuracy."""
+    from spin_train.probe import probe as run
+
+    for name in ("asm", "dataset"):
+        if kwargs.get(name) is None:
+            raise click.UsageError(f"Missing option '--{name}'")
+    cfg = _make_config(ProbeConfig, **given(kwargs))
+    with _RunErrors():
+        report = run(cfg)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    kind = "random-init trunk" if report["random_init"] else f"ASM ({report['asm_epochs']} epochs)"
+    click.echo(f"probe of {kind} on {report['rows']} held-out steps")
+    click.echo(f"  per-slot accuracy:          {report['slot_accuracy']:.4f}")
+    click.echo(f"  exact-match accuracy:       {report['exact_match']:.4f}")
+    click.echo(f"  exact-match if independent: {report['exact_match_if_independent']:.4f}")
+    click.echo(f"  chance exact-match:         {report['chance_exact_match']:.3g}")
+    click.echo(f"report: {report['report_path']}")
+
+
+
+# ------------------------------------------------------------------------------ stage 2
+from spin_train.algos import ALGORITHMS  # noqa: E402
+from spin_train.models.actors import ACTORS  # noqa: E402
+from spin_train.policy.trainer import PolicyConfig  # noqa: E402
+
+
+@main.command()
+@config_options(PolicyConfig, choices={"actor": ACTORS, "algo": ALGORITHMS})
+def policy(**kwargs: Any) -> None:
+    """Stage 2: train an actor (spin on a frozen ASM, or a baseline) with IQL / AWAC / BCQ.
+
+    Evaluates every --eval-every steps in the real environment; writes a run directory
+    (config.json, metrics.csv/jsonl, checkpoints/, policy.pt, learning_curve.png). Running the
+    same command again resumes the run.
+    """
+    from spin_train.policy.trainer import train_policy
+
+    if kwargs.get("dataset") is None:
+        raise click.UsageError("Missing option '--dataset' (a store path or URL)")
+    cfg = _make_config(PolicyConfig, **given(kwargs))
+    with _RunErrors():
+        result = train_policy(cfg)
+    f = result.final
+    click.echo(f"run directory: {result.run_dir}")
+    if f:
+        norm = f.get("eval_normalised")
+        click.echo(f"step {f['step']}: return {f['eval_return_mean']:.2f} +- "
+                   f"{f['eval_return_std']:.2f}"
+                   + (f" (normalised {norm:.3f})" if norm is not None else "")
+                   + f", wall-clock {f['wall_clock_s']:.1f} s")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--target", type=float, default=None,
+              help="target return; default: the mean final return of the factored runs of the "
+                   "same dataset and algo (the paper's F-IQL target), else the reference expert")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+              show_default=True, help="time to target = first evaluation >= fraction * target")
+@click.option("--at-step", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="report the fraction of the target reached after this many steps")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="learning curves PNG (default: compare.png in the current directory)")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="also write the table as CSV")
+def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at_step: int,
+            plot_path: str | None, csv_path: str | None) -> None:
+    """Compare stage-2 runs: final return (mean +- std over seeds), time to target, fraction of
+    the target after --at-step steps (paper Table 4), and their learning curves on one figure."""
+    from spin_train import report
+
+    with _RunErrors():
+        result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step)
+        click.echo(report.format_table(result))
+        png = report.plot_learning_curves(run_dirs, plot_path or "compare.png")
+        click.echo(f"learning curves: {png}")
+        if csv_path:
+            click.echo(f"table: {report.write_csv(result, csv_path)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

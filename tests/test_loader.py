@@ -185,3 +185,31 @@ def test_cuda_placements(maze_store, tmp_path, placement):
         want = expected_batch(maze_store, 2, 512, calls=4)
         np.testing.assert_array_equal(batches[-1].observations.cpu().numpy(),
                                       want["observations"])
+
+
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_held_out_split_is_by_episode_and_the_buffer_samples_only_its_steps(
+        maze_store, tmp_path, placement):
+    from spin_train.data import episode_ends, split_episodes
+
+    cached = materialise(maze_store, cache_dir=tmp_path)
+    ends = episode_ends(cached)
+    np.testing.assert_array_equal(ends, open_dataset(maze_store).array("episodes/ends"))
+    train, val = split_episodes(cached, 0.25, seed=1)
+    assert len(train) + len(val) == cached.n_steps and not set(train) & set(val)
+    starts = np.concatenate([[0], ends[:-1]])
+    held = [e for e, (s, t) in enumerate(zip(starts, ends)) if s in set(val)]
+    assert len(held) == 3  # 25% of 12 episodes, each wholly on one side
+    for e, (s, t) in enumerate(zip(starts, ends)):
+        inside = np.isin(np.arange(s, t), val)
+        assert inside.all() or not inside.any()
+    assert np.array_equal(val, split_episodes(cached, 0.25, seed=1)[1])
+    buffer = TransitionBuffer(cached, placement=placement, seed=0, steps=val)
+    obs = open_dataset(maze_store).transitions()["observations"]
+    allowed = {tuple(o) for o in obs[val]}
+    batch = buffer.sample(2000).observations.numpy()
+    assert {tuple(o) for o in batch} <= allowed
+    with pytest.raises(ValueError, match="steps must be"):
+        TransitionBuffer(cached, steps=np.array([cached.n_steps]))
+    with pytest.raises(ValueError, match="at least 2 episodes|val_fraction"):
+        split_episodes(cached, 1.5)

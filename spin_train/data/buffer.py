@@ -117,6 +117,8 @@ class TransitionBuffer:
             :func:`default_device_budget`).
         normalise: normalise observations with the dataset's mean/std (see :attr:`normaliser`).
         seed: seed of the index generator; same seed -> same batches.
+        steps: optional int64 array of the step indices to sample from (e.g. the training
+            episodes of a split, :func:`spin_train.data.split_episodes`); default every step.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class TransitionBuffer:
         device_budget: int | None = None,
         normalise: bool = False,
         seed: int = 0,
+        steps: np.ndarray | None = None,
     ) -> None:
         if placement not in ("auto", "device", "host"):
             raise ValueError(f"unknown placement {placement!r}: accepted auto, device, host")
@@ -138,7 +141,13 @@ class TransitionBuffer:
             placement = choose_placement(self.device, device_nbytes(cached), budget)
         self.placement: Literal["device", "host"] = placement
         self.normaliser = ObservationNormaliser.from_cached(cached) if normalise else None
-        self.n_steps = cached.n_steps
+        if steps is not None:
+            steps = np.asarray(steps, dtype=np.int64)
+            if (steps.ndim != 1 or len(steps) == 0 or steps.min() < 0
+                    or steps.max() >= cached.n_steps):
+                raise ValueError(f"steps must be a non-empty 1-D array of indices in "
+                                 f"[0, {cached.n_steps}), got shape {steps.shape}")
+        self.n_steps = cached.n_steps if steps is None else len(steps)
         # Indices come from a generator on the training device in the device placement and from
         # a CPU generator in the host placement; on a CPU device both are the same generator.
         gen_device = self.device if placement == "device" else torch.device("cpu")
@@ -150,8 +159,10 @@ class TransitionBuffer:
         if placement == "device":
             self._rows, self._next_rows, self._actions = (
                 torch.from_numpy(cached.load(n, mmap=False)).to(self.device) for n in names)
+            self._steps = None if steps is None else torch.from_numpy(steps).to(self.device)
         else:
             self._rows, self._next_rows, self._actions = (cached.load(n) for n in names)
+            self._steps = steps
             self._staging: dict[int, list[dict[str, torch.Tensor]]] = {}
             self._slot = 0
             self._slot_done: list[Any] = [None, None]
@@ -168,6 +179,8 @@ class TransitionBuffer:
     def _sample_on_device(self, batch_size: int) -> Batch:
         idx = torch.randint(0, self.n_steps, (batch_size,), device=self._gen_device,
                             generator=self._generator)
+        if self._steps is not None:
+            idx = self._steps[idx]
         D = self.cached.obs_dim
         rows = self._rows[idx]
         return Batch(
@@ -181,6 +194,8 @@ class TransitionBuffer:
     # ----------------------------------------------------------------------------- host path
     def _gather_on_host(self, batch_size: int) -> dict[str, np.ndarray]:
         idx = torch.randint(0, self.n_steps, (batch_size,), generator=self._generator).numpy()
+        if self._steps is not None:
+            idx = self._steps[idx]
         D = self.cached.obs_dim
         rows = self._rows[idx]
         return {
@@ -230,6 +245,13 @@ class TransitionBuffer:
         return current
 
     # ----------------------------------------------------------------------------- public
+    def generator_state(self) -> torch.Tensor:
+        """The index generator's state (saved in checkpoints so a resumed run draws on)."""
+        return self._generator.get_state()
+
+    def set_generator_state(self, state: torch.Tensor) -> None:
+        self._generator.set_state(state)
+
     def sample(self, batch_size: int) -> Batch:
         """B uniform random transitions (with replacement)."""
         if batch_size < 1:

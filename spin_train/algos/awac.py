@@ -1,0 +1,67 @@
+"""Advantage-Weighted Actor-Critic (Nair et al., 2020) with a factored critic ensemble.
+
+With ``Q(s, a) = sum_i Q_i(s, a_i)`` the policy's value is ``V^pi(s) = sum_i <pi_i(s), Q_i(s)>``
+(exact for actors that factorise given the state; along a sampled prefix for the
+autoregressive actor, still unbiased):
+
+    L_Q = E[ ( r + gamma (1 - term) min_e V^pi_e'(s') - Q_e(s, a) )^2 ]
+    L_pi = -E[ min(exp((min_e Q_e(s, a) - min_e V^pi_e(s)) / lambda), w_max) log pi(a | s) ]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spin_train.algos.base import OfflineAlgorithm, Stats, td_loss, weighted_log_likelihood
+from spin_train.data import Batch
+
+
+def policy_value(probs: torch.Tensor, per_bin: torch.Tensor) -> torch.Tensor:
+    """``sum_i sum_b pi_i(b) Q_e,i(s, b)``: probs ``(B, N, K)``, per_bin ``(E, B, N, K)`` ->
+    ``(E, B)``. Padded bins have probability 0."""
+    return (probs.unsqueeze(0) * per_bin).sum((-1, -2))
+
+
+class AWAC(OfflineAlgorithm):
+    name = "awac"
+    eval_mode = "sample"
+
+    def __init__(self, actor, obs_dim, bins, *, lam: float = 0.3, max_weight: float = 100.0,
+                 **common):
+        super().__init__(actor, obs_dim, bins, **common)
+        self.lam, self.max_weight = lam, max_weight
+
+    def _update_q(self, batch: Batch, obs, next_obs, generator) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                probs = self.actor.policy_probs(next_obs, generator)
+                per_bin = self.q_target.per_bin(next_obs).float()
+                v_next = policy_value(probs, per_bin).min(0).values
+                target = batch.rewards + self.discount * batch.not_done * v_next
+            q = self.q(obs, batch.actions).float()
+            loss = td_loss(q, target)
+        self._step(self.q_optimiser, loss)
+        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    @torch.no_grad()
+    def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``min(exp((min_e Q_e(s, a) - min_e V^pi_e(s)) / lambda), w_max)``, ``(B,)``."""
+        per_bin = self.q.per_bin(obs).float()
+        q_sa = self.q.gather(per_bin, actions).min(0).values
+        v = policy_value(self.actor.policy_probs(obs, generator), per_bin).min(0).values
+        return torch.exp((q_sa - v) / self.lam).clamp(max=self.max_weight)
+
+    def _update_policy(self, obs, actions, generator) -> Stats:
+        with self._autocast():
+            weights = self.actor_weights(obs, actions, generator)
+            loss = weighted_log_likelihood(self.actor, obs, actions, weights)
+        self._step(self.actor_optimiser, loss)
+        return {"actor_loss": loss.detach(), "adv_weight": weights.mean()}
+
+    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        obs, next_obs = batch.observations, batch.next_observations
+        stats = self._update_q(batch, obs, next_obs, generator)
+        stats |= self._update_policy(obs, batch.actions, generator)
+        self._soft_update_targets()
+        return stats

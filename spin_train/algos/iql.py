@@ -1,0 +1,75 @@
+"""Implicit Q-Learning (Kostrikov et al., 2021) with a factored critic ensemble.
+
+    L_V = E[ L_2^tau( min_e Q'_e(s, a) - V(s) ) ]                    expectile tau
+    L_Q = E[ ( r + gamma (1 - term) V(s') - Q_e(s, a) )^2 ]          every member e
+    L_pi = -E[ min(exp(beta (min_e Q'_e(s, a) - V(s))), w_max) log pi(a | s) ]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spin_train.algos.base import OfflineAlgorithm, Stats, td_loss, weighted_log_likelihood
+from spin_train.data import Batch
+from spin_train.models.critics import ValueNet
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """``|tau - 1(u < 0)| u^2`` averaged: an asymmetric square pulling V toward an upper
+    expectile of Q."""
+    weight = torch.where(diff > 0, expectile, 1.0 - expectile)
+    return (weight * diff.pow(2)).mean()
+
+
+class IQL(OfflineAlgorithm):
+    name = "iql"
+    eval_mode = "sample"
+
+    def __init__(self, actor, obs_dim, bins, *, expectile: float = 0.8, beta: float = 3.0,
+                 max_weight: float = 100.0, **common):
+        super().__init__(actor, obs_dim, bins, **common)
+        self.expectile, self.beta, self.max_weight = expectile, beta, max_weight
+        self.v = ValueNet(obs_dim, self.critic_hidden)
+        self.v_optimiser = torch.optim.Adam(self.v.parameters(), lr=self.lr)
+
+    def _update_v(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        with self._autocast():
+            with torch.no_grad():
+                target_q = self.q_target(obs, actions).min(0).values
+            adv = target_q.float() - self.v(obs).float()
+            loss = expectile_loss(adv, self.expectile)
+        self._step(self.v_optimiser, loss)
+        return adv.detach(), {"v_loss": loss.detach()}
+
+    def _update_q(self, batch: Batch, obs: torch.Tensor, next_obs: torch.Tensor) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                target = batch.rewards + self.discount * batch.not_done * self.v(next_obs).float()
+            q = self.q(obs, batch.actions).float()
+            loss = td_loss(q, target)
+        self._step(self.q_optimiser, loss)
+        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    @torch.no_grad()
+    def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``min(exp(beta (min_e Q'_e(s, a) - V(s))), w_max)``, ``(B,)``."""
+        adv = self.q_target(obs, actions).min(0).values.float() - self.v(obs).float()
+        return torch.exp(self.beta * adv).clamp(max=self.max_weight)
+
+    def _update_policy(self, obs: torch.Tensor, actions: torch.Tensor,
+                       adv: torch.Tensor) -> Stats:
+        # The advantage of _update_v (before its V step), as in the reference algorithm.
+        weights = torch.exp(self.beta * adv).clamp(max=self.max_weight)
+        with self._autocast():
+            loss = weighted_log_likelihood(self.actor, obs, actions, weights)
+        self._step(self.actor_optimiser, loss)
+        return {"actor_loss": loss.detach(), "adv_weight": weights.mean()}
+
+    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        obs, next_obs = batch.observations, batch.next_observations
+        adv, stats = self._update_v(obs, batch.actions)
+        stats |= self._update_q(batch, obs, next_obs)
+        stats |= self._update_policy(obs, batch.actions, adv)
+        self._soft_update_targets()
+        return stats

@@ -1,0 +1,246 @@
+"""Stage-2 actors behind one interface: SPIN and its baselines.
+
+Every actor maps observations ``(B, D)`` to a distribution over joint actions ``(B, N)`` of bin
+indices and offers:
+
+- ``log_prob(obs, actions) -> (B,)``: ``log pi(a | s) = sum_i log pi_i(a_i | s, ...)``;
+- ``sample(obs, generator) -> (B, N)`` and ``greedy(obs) -> (B, N)``;
+- ``policy_probs(obs, generator) -> (B, N, K)``: per-dimension probabilities; the marginals for
+  actors that factorise given the state, the conditionals along one sampled prefix for the
+  autoregressive one (either way ``sum_i <probs_i, Q_i>`` is an unbiased estimate of
+  ``E_{a ~ pi} sum_i Q_i(s, a_i)``, which is what a factored critic needs);
+- ``constrained_argmax(obs, scores, threshold) -> (B, N)``: per dimension, the best-scoring bin
+  among those with ``pi_i(b) / max_b pi_i(b) >= threshold`` (discrete BCQ's action selection).
+
+The actors (``make_actor``):
+
+- ``spin``: the frozen ASM trunk, N learnable queries, new per-dimension heads (Algorithm 2);
+- ``saint``: the same network trained from scratch, nothing frozen;
+- ``factored``: MLP 2x256 with independent per-dimension heads (F-IQL);
+- ``autoregressive``: an LSTM over the dimensions in a fixed order (AR-IQL);
+- ``distill``: SPIN-Distill (section 6.3), an attention-free MLP student that regresses the
+  frozen ASM's contextual embeddings, then serves frozen as the feature extractor for new heads.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spin_train.models.asm import ActionStructureModel, ActionTokens, ASMConfig, QueriedTrunk
+from spin_train.models.layers import PAD_LOGIT, SlotHeads, mlp, slot_log_probs
+
+ACTORS = ("spin", "saint", "factored", "autoregressive", "distill")
+
+
+def _sample_bins(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Categorical samples per slot via Gumbel-max, ``(..., K)`` -> ``(...)`` (seedable)."""
+    u = torch.rand(logits.shape, device=logits.device, generator=generator)
+    u = u.clamp_(1e-12, 1.0 - 1e-7)  # keep both logs finite
+    gumbel = -torch.log(-torch.log(u))
+    return (logits.float() + gumbel).argmax(-1)
+
+
+def _constrained(logits: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Best score among bins whose probability ratio to the mode reaches ``threshold``."""
+    probs = torch.softmax(logits.float(), -1)
+    allowed = probs >= threshold * probs.amax(-1, keepdim=True)
+    return scores.float().masked_fill(~allowed, float("-inf")).argmax(-1)
+
+
+class Actor(nn.Module):
+    """An actor whose dimensions are independent given the state: everything follows from
+    ``logits(obs) -> (B, N, K)`` (padded bins carry :data:`PAD_LOGIT`)."""
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return slot_log_probs(self.logits(obs), actions).sum(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _sample_bins(self.logits(obs), generator)
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits(obs).argmax(-1)
+
+    def policy_probs(self, obs: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.softmax(self.logits(obs).float(), -1)
+
+    def constrained_argmax(self, obs: torch.Tensor, scores: torch.Tensor,
+                           threshold: float) -> torch.Tensor:
+        return _constrained(self.logits(obs), scores, threshold)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+class QueryActor(Actor):
+    """``spin`` (frozen pre-trained trunk) and ``saint`` (fresh trunk, all trained): N queries
+    through the Transformer, then per-dimension MLP heads (Linear(d,128)-GELU-Linear)."""
+
+    def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int = 128):
+        super().__init__()
+        self.net = QueriedTrunk(asm, freeze=freeze, head_hidden=head_hidden)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class FactoredActor(Actor):
+    """F-IQL's actor: ``MLP(D -> 256 -> 256)`` then one linear head per dimension."""
+
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], hidden: int = 256):
+        super().__init__()
+        self.trunk = mlp([obs_dim, hidden, hidden], nn.ReLU)
+        self.trunk.append(nn.ReLU())
+        self.heads = SlotHeads(bins, hidden, hidden=None)
+        self.n_dims = len(bins)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(obs)
+        return self.heads(h.unsqueeze(1).expand(-1, self.n_dims, -1))
+
+
+class DistilledActor(Actor):
+    """SPIN-Distill: ``g_phi(s) -> (B, N, d)`` (an MLP, no attention) regresses the frozen ASM's
+    contextual embeddings, then is frozen and new per-dimension heads are trained on it.
+
+    The teacher's embeddings are those of the fully masked action tuple,
+    ``f_ASM(s, [MASK]_1..N)``: what the pre-trained ASM produces from the state alone. Call
+    :meth:`distill_loss` during the distillation phase, then :meth:`freeze_student`.
+    """
+
+    def __init__(self, asm: ActionStructureModel, hidden: int = 512, head_hidden: int = 128):
+        super().__init__()
+        c = asm.config
+        self.teacher = asm
+        for p in asm.parameters():
+            p.requires_grad_(False)
+        asm.eval()
+        self.n_dims, self.d_model = c.n_dims, c.d_model
+        self.student = mlp([c.obs_dim, hidden, hidden, c.n_dims * c.d_model], nn.GELU)
+        self.heads = SlotHeads(c.bins, c.d_model, head_hidden)
+        self.student_frozen = False
+
+    def train(self, mode: bool = True) -> "DistilledActor":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.student(obs).view(obs.shape[0], self.n_dims, self.d_model)
+
+    @torch.no_grad()
+    def teacher_features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.teacher.embed(obs, self.teacher.mask_ids.expand(obs.shape[0], -1))
+
+    def distill_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.features(obs).float(), self.teacher_features(obs).float())
+
+    def freeze_student(self) -> None:
+        for p in self.student.parameters():
+            p.requires_grad_(False)
+        self.student_frozen = True
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.features(obs))
+
+
+class AutoregressiveActor(Actor):
+    """AR-IQL's actor: ``pi(a|s) = prod_i pi_i(a_i | s, a_<i)`` in the fixed order 0..N-1.
+
+    The state sets the LSTM's initial state (``MLP(D -> 256 -> 2*256)``); step i reads the
+    embedding of ``a_{i-1}`` (a start token at i = 0; one table per dimension, like the ASM's)
+    and a per-dimension head reads the LSTM output. Training uses teacher forcing (one LSTM
+    call); acting decodes dimension by dimension.
+    """
+
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], hidden: int = 256):
+        super().__init__()
+        self.bins, self.hidden = tuple(bins), hidden
+        self.init = mlp([obs_dim, hidden, 2 * hidden], nn.ReLU)
+        # Table i embeds a_{i-1} (one table per dimension, as in the ASM); table 0 is a
+        # one-bin dimension whose only token is the start token.
+        self.inputs = ActionTokens((1, *self.bins[:-1]), hidden)
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.heads = SlotHeads(self.bins, hidden, hidden=None)
+
+    def _initial_state(self, obs: torch.Tensor):
+        h, c = self.init(obs).chunk(2, -1)
+        return h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()
+
+    def _prev_tokens(self, actions: torch.Tensor) -> torch.Tensor:
+        start = torch.zeros_like(actions[:, :1])  # dimension "-1" has one bin: the start token
+        return torch.cat([start, actions[:, :-1]], 1)
+
+    def logits(self, obs: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits ``(B, N, K)`` of ``pi_i(. | s, a_<i)`` for given actions."""
+        if actions is None:
+            raise TypeError("the autoregressive actor's logits depend on the previous "
+                            "sub-actions: pass actions (teacher forcing)")
+        out, _ = self.lstm(self.inputs(self._prev_tokens(actions)), self._initial_state(obs))
+        return self.heads(out)
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return slot_log_probs(self.logits(obs, actions), actions).sum(-1)
+
+    def _decode(self, obs: torch.Tensor,
+                choose: Callable[[int, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor,
+                                                                            torch.Tensor]:
+        """Decode dimension by dimension; ``choose(i, logits_i (B, K)) -> (B,)`` picks a_i.
+        Returns actions ``(B, N)`` and the per-step logits ``(B, N, K)``."""
+        B, N = obs.shape[0], len(self.bins)
+        state = self._initial_state(obs)
+        prev = torch.zeros(B, 1, dtype=torch.long, device=obs.device)
+        offsets = self.inputs.offsets
+        actions, all_logits = [], []
+        for i in range(N):
+            x = self.inputs.table(prev + offsets[i])
+            out, state = self.lstm(x, state)
+            w, b = self.heads.out.weight[i], self.heads.out.bias[i]
+            logits_i = out[:, 0] @ w + b
+            logits_i = logits_i.masked_fill(self.heads.invalid[i], PAD_LOGIT)
+            a_i = choose(i, logits_i)
+            actions.append(a_i)
+            all_logits.append(logits_i)
+            prev = a_i.unsqueeze(1)
+        return torch.stack(actions, 1), torch.stack(all_logits, 1)
+
+    def sample(self, obs, generator=None):
+        return self._decode(obs, lambda i, lg: _sample_bins(lg, generator))[0]
+
+    def greedy(self, obs):
+        return self._decode(obs, lambda i, lg: lg.argmax(-1))[0]
+
+    def policy_probs(self, obs, generator=None):
+        _, logits = self._decode(obs, lambda i, lg: _sample_bins(lg, generator))
+        return torch.softmax(logits.float(), -1)
+
+    def constrained_argmax(self, obs, scores, threshold):
+        return self._decode(obs, lambda i, lg: _constrained(lg, scores[:, i], threshold))[0]
+
+
+def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
+               asm: ActionStructureModel | None = None,
+               asm_config: ASMConfig | None = None) -> Actor:
+    """Build an actor. ``spin`` and ``distill`` need the pre-trained ``asm`` (frozen here);
+    ``saint`` builds a fresh ASM from ``asm_config`` (same sizes as SPIN's by default)."""
+    if kind not in ACTORS:
+        raise ValueError(f"unknown actor {kind!r}: accepted {', '.join(ACTORS)}")
+    if kind in ("spin", "distill") and asm is None:
+        raise ValueError(f"the {kind} actor needs a pre-trained ASM (--asm)")
+    if kind == "spin":
+        return QueryActor(asm, freeze=True)
+    if kind == "distill":
+        return DistilledActor(asm)
+    if kind == "saint":
+        config = asm_config or ASMConfig(obs_dim=obs_dim, bins=bins)
+        return QueryActor(ActionStructureModel(config), freeze=False)
+    if kind == "factored":
+        return FactoredActor(obs_dim, bins)
+    return AutoregressiveActor(obs_dim, bins)

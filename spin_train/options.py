@@ -1,0 +1,72 @@
+"""Command-line options generated from a config dataclass: one source of truth for names,
+types, defaults and help (the comment beside each field)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from typing import Any, Callable, Iterable
+
+import click
+
+_FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """``{field: comment}`` read from the dataclass's source (``name: type = x  # comment``)."""
+    helps = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = _FIELD_COMMENT.match(line)
+        if m:
+            helps[m.group(1)] = m.group(2).strip()
+    return helps
+
+
+def _base_type(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def config_options(cls: type, exclude: Iterable[str] = (),
+                   choices: dict[str, Iterable[str]] | None = None) -> Callable:
+    """Decorator adding ``--field-name`` for every field of ``cls`` not in ``exclude``.
+
+    Booleans become ``--name/--no-name``; ``X | None`` fields default to None (unset). Values
+    the user did not give are not passed (the dataclass default applies), so the help shows the
+    dataclass's defaults without repeating them here.
+    """
+    helps = field_help(cls)
+    hints = typing.get_type_hints(cls)
+    choices = choices or {}
+    skip = set(exclude)
+
+    def decorate(fn: Callable) -> Callable:
+        for f in reversed(dataclasses.fields(cls)):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            tp = _base_type(hints[f.name])
+            default = f.default if f.default is not dataclasses.MISSING else None
+            help_text = helps.get(f.name, "")
+            if default is not None and tp is not bool:
+                help_text += f"  [default: {default}]"
+            if tp is bool:
+                opt = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+                                   help=help_text + f"  [default: {'on' if default else 'off'}]")
+            elif f.name in choices:
+                opt = click.option(flag, f.name, type=click.Choice(list(choices[f.name])),
+                                   default=None, help=help_text)
+            else:
+                opt = click.option(flag, f.name, type=tp if tp in (int, float) else str,
+                                   default=None, help=help_text)
+            fn = opt(fn)
+        return fn
+
+    return decorate
+
+
+def given(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options the user set (click passes None for the others)."""
+    return {k: v for k, v in kwargs.items() if v is not None}

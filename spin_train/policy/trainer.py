@@ -1,0 +1,322 @@
+"""Stage 2 of SPIN: an actor (frozen-ASM ``spin`` or a baseline) trained with an offline RL
+objective on a dataset, evaluated in the real environment (Algorithm 2).
+
+``train_policy(PolicyConfig(dataset=..., asm=..., actor=..., algo=...))`` writes a run
+directory: ``config.json``, ``metrics.csv``/``metrics.jsonl`` (one row per evaluation),
+``checkpoints/`` (``last.pt`` plus one per evaluation, loaded with ``weights_only=True``),
+``policy.pt`` (final weights) and ``learning_curve.png``. Re-running the same command resumes.
+
+Wall-clock (``wall_clock_s``) counts gradient steps (and SPIN-Distill's distillation) from the
+start of the run, plus, for actors built on a pre-trained ASM, the ASM's own recorded stage-1
+wall-clock: the paper's time-to-target convention. Evaluation time is excluded (it measures the
+simulator, not the learner) and logged separately as ``eval_s``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spin_data.envs import make_env
+from spin_data.envs.bins import BinGrid
+from spin_train.algos import ALGORITHMS, OfflineAlgorithm
+from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_compatible, check_env,
+                             materialise)
+from spin_train.device import autocast, maybe_compile, resolve_device
+from spin_train.models.asm import ASMConfig
+from spin_train.models.actors import ACTORS, DistilledActor, make_actor
+from spin_train.policy.evaluate import env_make_kwargs, evaluate
+from spin_train.pretrain.trainer import asm_normaliser, load_asm
+from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
+
+NEEDS_ASM = ("spin", "distill")
+
+
+@dataclass
+class PolicyConfig:
+    """Everything a stage-2 run depends on (defaults: REFERENCE section 3)."""
+
+    dataset: str  # store path or URL
+    asm: str | None = None  # pre-trained ASM (asm.pt or its run directory): spin and distill only
+    actor: str = "spin"  # spin, saint, factored, autoregressive, distill
+    algo: str = "iql"  # iql, awac, bcq
+    steps: int = 1_000_000  # gradient steps
+    batch_size: int = 256  # transitions per step
+    lr: float = 3e-4  # Adam learning rate of every network
+    discount: float = 0.99  # gamma; bootstrapping stops only at true terminations
+    tau: float = 0.005  # Polyak rate of the target critics
+    critic_hidden: int = 256  # width of the critic and value MLPs (2 hidden layers)
+    ensemble: int = 2  # critics in the ensemble (targets take their minimum)
+    expectile: float = 0.8  # IQL: expectile of the value regression
+    beta: float = 3.0  # IQL: inverse temperature of the advantage weights
+    max_weight: float = 100.0  # IQL/AWAC: advantage weights are clamped here
+    awac_lambda: float = 0.3  # AWAC: temperature lambda
+    bcq_threshold: float = 0.3  # BCQ: keep bins with pi_i(b)/max_b pi_i >= threshold
+    distill_steps: int = 20_000  # distill: MSE steps of the student before the RL phase
+    d_model: int = 256  # saint: Transformer width (spin/distill take the ASM's sizes)
+    n_heads: int = 4  # saint: attention heads
+    n_layers: int = 3  # saint: Transformer blocks
+    normalise: bool = True  # standardise observations (spin/distill use the ASM's statistics)
+    eval_every: int = 5_000  # gradient steps between evaluations (and checkpoints)
+    eval_episodes: int = 10  # episodes per evaluation, run as one batch of environments
+    log_every: int = 1_000  # steps between reads of the losses on the host
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    amp: bool = True  # bf16 autocast on CUDA
+    compile: bool = False  # torch.compile the actor's log-probability
+    seed: int = 0  # networks, batches, evaluation seeds
+    cache_dir: str | None = None  # dataset cache
+    out: str | None = None  # run directory; default runs/policy/<dataset>-<actor>-<algo>-s<seed>
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self) -> None:
+        if self.actor not in ACTORS:
+            raise ValueError(f"unknown actor {self.actor!r}: accepted {', '.join(ACTORS)}")
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown algo {self.algo!r}: accepted {', '.join(ALGORITHMS)}")
+        if self.actor in NEEDS_ASM and not self.asm:
+            raise ValueError(f"the {self.actor} actor needs --asm (a pre-trained ASM: run "
+                             f"spin-train pretrain first)")
+        if self.actor not in NEEDS_ASM and self.asm:
+            raise ValueError(f"--asm is only for the spin and distill actors, not "
+                             f"{self.actor} (it learns from scratch)")
+        for name in ("steps", "batch_size", "eval_every", "eval_episodes", "log_every",
+                     "ensemble", "critic_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.distill_steps < 0:
+            raise ValueError(f"distill_steps must be >= 0, got {self.distill_steps}")
+        if not 0.0 <= self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"need discount in [0, 1] and tau in (0, 1], got {self.discount}, "
+                             f"{self.tau}")
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
+        if self.lr <= 0 or self.awac_lambda <= 0 or self.max_weight <= 0:
+            raise ValueError("lr, awac_lambda and max_weight must be > 0")
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        common = dict(lr=self.lr, discount=self.discount, tau=self.tau,
+                      critic_hidden=self.critic_hidden, ensemble=self.ensemble)
+        extra = {"iql": dict(expectile=self.expectile, beta=self.beta,
+                             max_weight=self.max_weight),
+                 "awac": dict(lam=self.awac_lambda, max_weight=self.max_weight),
+                 "bcq": dict(threshold=self.bcq_threshold)}[self.algo]
+        return common | extra
+
+
+#: Settings a resumed run may change; every other key must match the run directory's.
+RESUMABLE_CHANGES = {"dataset", "asm", "out", "steps", "eval_every", "log_every", "device",
+                     "amp", "compile", "cache_dir", "progress"}
+
+
+@dataclass
+class PolicyResult:
+    run_dir: Path
+    steps: int
+    final: dict[str, Any] = field(default_factory=dict)  # the last evaluation row
+
+
+def env_from_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The evaluation environment a dataset was collected in: ``(name, make_env kwargs)``."""
+    env = metadata.get("env") or {}
+    if "name" not in env:
+        raise ValueError("the dataset's metadata names no environment: cannot evaluate in it")
+    return env["name"], dict(env.get("kwargs") or {})
+
+
+def default_run_dir(cfg: PolicyConfig, dataset_id: str) -> Path:
+    return Path("runs") / "policy" / f"{dataset_id}-{cfg.actor}-{cfg.algo}-s{cfg.seed}"
+
+
+def _check_asm_matches(info: dict[str, Any], cached, dataset: str) -> None:
+    """Refuse an ASM pre-trained on another task or bin grid, naming both."""
+    d = info["dataset"]
+    check_compatible(f"{cached.metadata.get('dataset_id', '?')} ({dataset})", cached.obs_dim,
+                     cached.bin_grid, f"the ASM's dataset {d.get('dataset_id')} "
+                     f"(env {d.get('env', {}).get('name', '?')})", int(d["obs_dim"]),
+                     BinGrid.from_dict(d["bin_grid"]))
+    ours, theirs = cached.metadata.get("env", {}).get("name"), d.get("env", {}).get("name")
+    if ours and theirs and ours != theirs:
+        raise ValueError(f"the ASM was pre-trained on {theirs}, the dataset is {ours}: "
+                         f"pre-train an ASM on this task")
+
+
+def train_policy(cfg: PolicyConfig) -> PolicyResult:
+    """Run (or resume, or report a finished) stage-2 training. See the module docstring."""
+    device = resolve_device(cfg.device)
+    cached = materialise(cfg.dataset, cache_dir=cfg.cache_dir)
+    dataset_id = str(cached.metadata.get("dataset_id", Path(str(cfg.dataset)).name))
+    env_name, env_kwargs = env_from_metadata(cached.metadata)
+    probe_env = make_env(env_name, **env_make_kwargs(env_name, env_kwargs))
+    check_env(cached, probe_env, env_name)
+    probe_env.close()
+    bins = tuple(int(b) for b in cached.bin_grid.counts)
+
+    asm, asm_info, stage1_s = None, None, 0.0
+    if cfg.asm:
+        asm, asm_info = load_asm(cfg.asm, device=device)
+        _check_asm_matches(asm_info, cached, cfg.dataset)
+        stage1_s = float(asm_info.get("wall_clock_s", 0.0))
+    if asm_info is not None:
+        normaliser = asm_normaliser(asm_info)
+    else:
+        normaliser = ObservationNormaliser.from_cached(cached) if cfg.normalise else None
+
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg, dataset_id)
+    refs = cached.metadata.get("reference_scores")
+    resolved = asdict(cfg) | {
+        "out": str(run_dir), "dataset_id": dataset_id, "dataset_checksum": cached.content_checksum,
+        "env": env_name, "env_kwargs": env_kwargs, "reference_scores": refs,
+        "asm_checksum_of_dataset": asm_info["dataset"]["content_checksum"] if asm_info else None,
+        "stage1_wall_clock_s": stage1_s,
+        "normaliser": normaliser.to_dict() if normaliser is not None else None,
+    }
+    identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
+    run_dir, state = prepare_run_dir(run_dir, resolved, resume=True, identity_keys=identity)
+
+    torch.manual_seed(cfg.seed)
+    saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,
+                          n_heads=cfg.n_heads, n_layers=cfg.n_layers)
+    actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
+                       asm_config=saint_cfg).to(device)
+    buffer = TransitionBuffer(cached, device=device, seed=cfg.seed)
+    norm = _normalise_fn(normaliser, device)
+
+    distill_s = 0.0
+    if isinstance(actor, DistilledActor):
+        if state is None:
+            distill_s = _distill(actor, buffer, norm, cfg, device)
+        actor.freeze_student()
+
+    algo: OfflineAlgorithm = ALGORITHMS[cfg.algo](actor, cached.obs_dim, bins,
+                                                  **cfg.algo_kwargs()).to(device)
+    algo.use_autocast(device, cfg.amp)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed + 1)
+    step, wall = 0, stage1_s + distill_s
+    if state is not None:
+        algo.load_full_state(state["algo"])
+        buffer.set_generator_state(state["buffer_rng"])
+        generator.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        step, wall = int(state["step"]), float(state["wall_clock_s"])
+
+    columns = ["step", "eval_return_mean", "eval_return_std", "eval_normalised", "wall_clock_s",
+               "eval_s", "steps_per_s", "q_loss", "v_loss", "actor_loss", "adv_weight",
+               "q_mean", "distill_loss"]
+    log = MetricsLog(run_dir, columns, resume_step=step if state is not None else None)
+    if state is None:  # the untrained policy is the curve's first point
+        log.log(_evaluation(algo, norm, cfg, env_name, env_kwargs, 0, device)
+                | {"step": 0, "wall_clock_s": wall, **({"distill_s": distill_s}
+                                                        if distill_s else {})})
+
+    update = maybe_compile(algo.update, cfg.compile)
+    bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not cfg.progress,
+               unit="step", desc=f"{cfg.actor}-{cfg.algo}", dynamic_ncols=True)
+    last_eval = (read_metrics(run_dir) or [{}])[-1]
+    sums: dict[str, torch.Tensor] = {}
+    n_summed = 0
+    algo.train()
+    try:
+        started = time.perf_counter()
+        since = step
+        while step < cfg.steps:
+            batch = buffer.sample(cfg.batch_size)
+            batch.observations = norm(batch.observations)
+            batch.next_observations = norm(batch.next_observations)
+            stats = update(batch, generator)
+            for k, v in stats.items():
+                sums[k] = sums[k] + v if k in sums else v.detach().clone()
+            n_summed += 1
+            step += 1
+            if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps:
+                bar.update(step - bar.n)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                elapsed = time.perf_counter() - started
+                wall += elapsed
+                row = {"step": step, "wall_clock_s": wall, "steps_per_s": (step - since) / elapsed}
+                row |= {k: float(v) / n_summed for k, v in sums.items()}
+                row |= _evaluation(algo, norm, cfg, env_name, env_kwargs, step, device)
+                log.log(row)
+                last_eval = row
+                sums, n_summed = {}, 0
+                _save(run_dir, algo, buffer, generator, step, wall)
+                bar.set_postfix(ret=f"{row['eval_return_mean']:.1f}", refresh=False)
+                started, since = time.perf_counter(), step
+    finally:
+        bar.close()
+        log.close()
+    save_checkpoint(run_dir / "policy.pt", {"actor": actor.state_dict(),
+                                            "algo": algo.state_dict(), "step": step})
+    _plot(run_dir)
+    return PolicyResult(run_dir=run_dir, steps=step, final=last_eval)
+
+
+def _normalise_fn(normaliser: ObservationNormaliser | None, device: torch.device):
+    """``obs -> (obs - mean) / std`` with the statistics moved to the device once."""
+    if normaliser is None:
+        return lambda obs: obs
+    mean = torch.as_tensor(normaliser.mean, device=device)
+    std = torch.as_tensor(normaliser.std, device=device)
+    return lambda obs: (obs - mean) / std
+
+
+def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyConfig,
+             device: torch.device) -> float:
+    """SPIN-Distill's first phase: the student regresses the teacher's embeddings (MSE).
+    Returns its wall-clock seconds."""
+    started = time.perf_counter()
+    optimiser = torch.optim.Adam(actor.student.parameters(), lr=cfg.lr)
+    actor.train()
+    for _ in tqdm(range(cfg.distill_steps), disable=not cfg.progress, desc="distill",
+                  unit="step"):
+        obs = norm(buffer.sample(cfg.batch_size).observations)
+        with autocast(device, cfg.amp):
+            loss = actor.distill_loss(obs)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return time.perf_counter() - started
+
+
+def _evaluation(algo: OfflineAlgorithm, norm, cfg: PolicyConfig, env_name: str,
+                env_kwargs: dict[str, Any], step: int, device: torch.device) -> dict[str, Any]:
+    """``eval_episodes`` seeded episodes, batched; the same environment seeds every time, and
+    a sampling generator seeded by (seed, step) so a resumed run evaluates identically."""
+    started = time.perf_counter()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed * 1_000_003 + step)
+    algo.eval()
+
+    def policy_fn(observations: np.ndarray) -> np.ndarray:
+        obs = norm(torch.as_tensor(observations, dtype=torch.float32, device=device))
+        with torch.no_grad(), autocast(device, cfg.amp):
+            return algo.eval_actions(obs, generator).cpu().numpy()
+
+    result = evaluate(policy_fn, env_name, env_kwargs, episodes=cfg.eval_episodes,
+                      seed=1_000_000 + 1000 * cfg.seed)
+    algo.train()
+    return {"eval_return_mean": float(result.mean), "eval_return_std": float(result.std),
+            "eval_normalised": result.normalised, "eval_s": time.perf_counter() - started}
+
+
+def _save(run_dir: Path, algo: OfflineAlgorithm, buffer: TransitionBuffer,
+          generator: torch.Generator, step: int, wall: float) -> None:
+    state = {"algo": algo.full_state(), "buffer_rng": buffer.generator_state(),
+             "rng": generator.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+             "wall_clock_s": wall}
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
+
+
+def _plot(run_dir: Path) -> None:
+    try:
+        from spin_train.report import plot_run
+    except ImportError:  # pragma: no cover - matplotlib missing
+        return
+    plot_run(run_dir, run_dir / "learning_curve.png")

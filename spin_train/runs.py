@@ -1,0 +1,153 @@
+"""Run directories: resolved config, metrics files, checkpoints that load without unpickling.
+
+A run directory holds::
+
+    config.json          the resolved config (and what the run was made from)
+    metrics.jsonl        one JSON object per logged row (the complete record)
+    metrics.csv          the same rows as CSV (columns fixed by the run's metric names)
+    checkpoints/         step-N.pt: tensors, numbers, strings, lists and dicts only,
+                         loaded with ``torch.load(..., weights_only=True)``; last.pt is the newest
+    events.*             TensorBoard events, when the tensorboard package is installed
+
+Checkpoints are written to a temporary name and renamed, so a killed run never leaves a
+half-written checkpoint; on resume the metrics files are cut back to the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (holds another run, missing files)."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a foreign or corrupt file: say which, not a pickle traceback
+        raise RunError(f"{path} is not a spin checkpoint that loads as plain weights: "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """Appends metric rows to ``metrics.jsonl`` and ``metrics.csv`` (and TensorBoard if present).
+
+    ``columns`` fixes the CSV header; rows may omit columns (empty cells). ``resume_step``
+    drops rows logged after that step (work the resumed run will redo).
+    """
+
+    def __init__(self, run_dir: Path, columns: Iterable[str], resume_step: int | None = None,
+                 tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.columns = list(columns)
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        rows = read_metrics(self.run_dir) if resume_step is not None else []
+        rows = [r for r in rows if r.get("step", 0) <= (resume_step or 0)]
+        with open(self.jsonl, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        with open(self.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        self._tb = None
+        if tensorboard:
+            try:  # optional: only when the tensorboard package is installed
+                from torch.utils.tensorboard import SummaryWriter
+                self._tb = SummaryWriter(str(self.run_dir))
+            except Exception:
+                self._tb = None
+
+    def log(self, row: dict[str, Any]) -> None:
+        row = {k: _finite(v) for k, v in row.items()}
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with open(self.csv, "a", newline="") as f:
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
+        if self._tb is not None:
+            step = int(row.get("step", 0))
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every row of a run's ``metrics.jsonl`` (empty if there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: the rest is still good
+                continue
+    return rows
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically (indent 2)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *, resume: bool,
+                    identity_keys: Iterable[str]) -> tuple[Path, dict | None]:
+    """Create ``run_dir`` or check it can be resumed; return ``(path, last checkpoint or None)``.
+
+    A directory that already holds a run is resumed only when ``resume`` is set and its
+    ``config.json`` agrees on every key of ``identity_keys`` (dataset, model sizes...): a
+    different run's directory is refused rather than overwritten.
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.json"
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text())
+        if not resume:
+            raise RunError(f"{run_dir} already holds a run: pass --resume to continue it or "
+                           f"choose another --out")
+        diff = [k for k in identity_keys if saved.get(k) != config.get(k)]
+        if diff:
+            raise RunError(f"{run_dir} holds a different run ({', '.join(diff)} differ): "
+                           f"choose another --out")
+        last = run_dir / "checkpoints" / "last.pt"
+        return run_dir, (load_checkpoint(last) if last.exists() else None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(saved_path, config)
+    return run_dir, None
