@@ -286,6 +286,9 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
               help="Collection processes (each writes its own parts of the store).")
 @click.option("--seed", type=int, default=None, help="Master seed (default: the recipe's).")
 @click.option("--budget", default=None, help="Behaviour budget: test, default or env steps.")
+@click.option("--deterministic/--stochastic", default=None,
+              help="Behaviour policies act with their mode instead of sampling (default: the "
+                   "recipe's; the catalog's recipes sample).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="Run collection tasks in local processes or as Ray tasks.")
 @click.option("--address", default=None,
@@ -295,8 +298,8 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
 @click.option("--discard", is_flag=True, help="Drop an interrupted generate at --out first.")
 def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
              bins: int | None, size: int | None, out: str | None, workers: int,
-             seed: int | None, budget: str | None, backend: str, address: str | None,
-             overwrite: bool, discard: bool) -> None:
+             seed: int | None, budget: str | None, deterministic: bool | None, backend: str,
+             address: str | None, overwrite: bool, discard: bool) -> None:
     """Make an offline dataset: train (or reuse) behaviour policies, collect, publish a store.
 
     Resolves (--env, --quality, --bins) to the catalog's recipe in datasets/ (flags override it),
@@ -320,7 +323,8 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
         base = (recipes.Recipe.from_yaml(recipe_file) if recipe_file
                 else recipes.find_recipe(env_name, quality, bins))
         recipe = base.with_overrides(env=env_name if recipe_file else None, quality=quality,
-                                     bins=bins, size=size, seed=seed, budget=budget_value)
+                                     bins=bins, size=size, seed=seed, budget=budget_value,
+                                     deterministic=deterministic)
     except ValueError as err:
         raise click.BadParameter(_one_line(err)) from None
     location = out or str(recipes.data_root() / recipe.name)

