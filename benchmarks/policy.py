@@ -61,16 +61,10 @@ against the reference rows of the same actor, first and last losses) and writes
 
 from __future__ import annotations
 
-import argparse
 import copy
-import math
-import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -80,40 +74,21 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_results  # noqa: E402
+from common import (TASKS, Losses, StepRow, benchmark_parser, parse_benchmark_args,  # noqa: E402
+                    rate_stats, run_payload, scratch_store, time_rows, write_results)
 
-from spin_data.envs.bins import BinGrid  # noqa: E402
-from spin_data.store import DatasetWriter, open_dataset  # noqa: E402
+from spin_data.store import open_dataset  # noqa: E402
 from spin_train.algos import IQL  # noqa: E402
-from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise  # noqa: E402
+from spin_train.data import ObservationNormaliser, TransitionBuffer  # noqa: E402
 from spin_train.device import maybe_compile  # noqa: E402
 from spin_train.models.actors import make_actor  # noqa: E402
 from spin_train.models.asm import ActionStructureModel, ASMConfig  # noqa: E402
 
-#: task -> (observation features D, sub-action dimensions N, bins per dimension, episode length)
-TASKS = {
-    "humanoid": (67, 21, 3, 1000),
-    "dog30": (223, 38, 30, 1000),
-    "maze5": (2, 5, 2, 150),
-}
 LOSSES = ("v_loss", "q_loss", "actor_loss")
-Losses = dict[str, torch.Tensor]
-
-
-# ============================================================================= data
-def build_store(path: Path, task: str, steps: int, seed: int = 0) -> None:
-    """Random episodes of the task's shape (N(0, 1) observations, uniform bins, U(0, 1)
-    rewards); a few end in a true termination so ``not_done`` is not constant."""
-    D, N, K, length = TASKS[task]
-    rng = np.random.default_rng(seed)
-    writer = DatasetWriter(path, obs_dim=D, bin_grid=BinGrid.unit(N, K))
-    for e in range(max(2, steps // length)):
-        terminated = e % 4 == 0
-        writer.add_episode(rng.standard_normal((length + 1, D), dtype=np.float32),
-                           rng.integers(0, K, (length, N)).astype(np.uint8),
-                           rng.random(length, np.float32), terminated=terminated,
-                           truncated=not terminated, source="random", seed=e)
-    writer.publish({"dataset_id": f"policy-benchmark-{task}"})
+#: The synthetic store (``common.build_store``): random episodes of the task's shape (N(0, 1)
+#: observations, uniform bins, U(0, 1) rewards); every 4th ends in a true termination so
+#: ``not_done`` is not constant.
+STORE = dict(name="policy", structured=False, terminate_every=4)
 
 
 def reference_tensors(store: Path, device: torch.device) -> dict[str, torch.Tensor]:
@@ -323,41 +298,13 @@ def make_spin_step(algo: IQL, cached, batch_size: int, device: torch.device,
     return step
 
 
-# ============================================================================= timing
-@dataclass
-class Row:
-    name: str
+# ============================================================================= the rows
+@dataclass(kw_only=True)
+class Row(StepRow):
+    """A :class:`common.StepRow` of one actor and one side."""
+
     actor: str  # "spin" or "factored"
     side: str  # "reference" or "spin"
-    step: Callable[[], Losses]
-    rates: list[float] = field(default_factory=list)
-    first: dict[str, float] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
-    warmup_s: float = 0.0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def warm_up(row: Row, steps: int, device: torch.device) -> None:
-    start = time.perf_counter()
-    row.first = {k: float(v) for k, v in row.step().items()}
-    for _ in range(steps - 1):
-        row.step()
-    sync(device)
-    row.warmup_s = time.perf_counter() - start
-
-
-def timed_steps(row: Row, steps: int, device: torch.device) -> None:
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        losses = row.step()
-    sync(device)
-    row.rates.append(steps / (time.perf_counter() - start))
-    row.last = {k: float(v) for k, v in losses.items()}
 
 
 def build_rows(args, store: Path, cached, device: torch.device) -> list[Row]:
@@ -372,15 +319,15 @@ def build_rows(args, store: Path, cached, device: torch.device) -> list[Row]:
             ref = ReferenceIQL(reference_actor(kind, D, N, K, args), D, N, K, data, args.batch,
                                item_every_step=item)
             suffix = ".item() every step" if item else "no per-step .item()"
-            rows.append(Row(f"{label} reference loop (rebuilt), {suffix}", kind, "reference",
-                            ref.step))
+            rows.append(Row(f"{label} reference loop (rebuilt), {suffix}", ref.step, actor=kind,
+                            side="reference"))
         for compiled in (False, True) if args.compile else (False,):
             torch.manual_seed(0)
             algo = spin_algo(kind, D, N, K, args, device)
             step = make_spin_step(algo, cached, args.batch, device, compiled)
             name = (f"spin IQL.update, {kind} actor{amp}"
                     + (" + torch.compile" if compiled else ""))
-            rows.append(Row(name, kind, "spin", step))
+            rows.append(Row(name, step, actor=kind, side="spin"))
     return rows
 
 
@@ -399,57 +346,18 @@ def parameter_counts(args) -> dict[str, dict[str, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=sorted(TASKS), default="humanoid")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = benchmark_parser(__doc__.splitlines()[0], batch=256, dataset_steps=50_000,
+                              compile_help="add spin rows with torch.compile(algo.update)")
     parser.add_argument("--actors", nargs="+", choices=("spin", "factored"),
                         default=["spin", "factored"])
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per repeat")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compile", action="store_true",
-                        help="add spin rows with torch.compile(algo.update)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: every usable core)")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--n-layers", type=int, default=3)
-    parser.add_argument("--dataset-steps", type=int, default=50_000,
-                        help="transitions in the synthetic store")
-    args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
-        parser.error("--steps, --warmup and --repeats must be >= 1")
-    threads = args.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda asked for but CUDA is not available on this machine")
+    args, threads, device = parse_benchmark_args(parser)
 
-    work = Path(tempfile.mkdtemp(prefix="spin-policy-bench-"))
-    try:
-        print(f"building a {args.dataset_steps:,}-step {args.task} store ...", flush=True)
-        build_store(work / "store", args.task, args.dataset_steps)
-        cached = materialise(work / "store", cache_dir=work / "cache")
-        rows = build_rows(args, work / "store", cached, device)
-        for row in rows:
-            print(f"warming up: {row.name} ...", flush=True)
-            warm_up(row, args.warmup, device)
-        for r in range(args.repeats):
-            for row in rows:  # interleaved: drift on a shared host hits every row alike
-                timed_steps(row, args.steps, device)
-            print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
-                f"{row.rates[-1]:.3g}" for row in rows) + " steps/s", flush=True)
+    with scratch_store(args.task, args.dataset_steps, **STORE) as (store, cached):
+        rows = build_rows(args, store, cached, device)
+        time_rows(rows, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
+                  device=device)
         placement = next((getattr(r.step, "placement", None) for r in rows
                           if r.side == "spin"), None)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-    for row in rows:
-        bad = {k: v for k, v in (row.first | {f"last {k}": v for k, v in row.last.items()}).items()
-               if not math.isfinite(v)}
-        if bad:
-            raise SystemExit(f"{row.name}: non-finite losses {bad}")
 
     D, N, K, _ = TASKS[args.task]
     print(f"\nIQL gradient steps/s, task {args.task} (obs {D}, {N} dims x {K} bins), d_model "
@@ -470,14 +378,12 @@ def main() -> None:
               f"  {med / base_item:6.2f}x  {med / base_plain:16.2f}x  {fmt(row.first):>22s}  "
               f"{fmt(row.last):>22s}")
         results.append({"name": row.name, "actor": row.actor, "side": row.side,
-                        "steps_per_s": {"min": min(row.rates), "median": med,
-                                        "max": max(row.rates), "all": row.rates},
+                        "steps_per_s": rate_stats(row.rates),
                         "ratio_vs_reference_median": med / base_item,
                         "ratio_vs_reference_no_item_median": med / base_plain,
                         "first_losses": row.first, "last_losses": row.last,
                         "warmup_s": row.warmup_s})
-    payload = {"args": vars(args), "threads": threads, "device": str(device),
-               "task_shape": {"obs_dim": D, "n_dims": N, "bins": K},
+    payload = {**run_payload(args, threads, device),
                "spin_buffer_placement": placement,
                "parameters": parameter_counts(args),
                "baseline": "reference IQL loop rebuilt from REFERENCE.md section 3 (not run)",

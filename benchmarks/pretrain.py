@@ -51,15 +51,10 @@ and writes ``benchmarks/results/pretrain-<device>-<task>-<host>-<time>.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,40 +64,18 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_results  # noqa: E402
+from common import (TASKS, Losses, StepRow, benchmark_parser, parse_benchmark_args,  # noqa: E402
+                    rate_stats, run_payload, scratch_store, time_rows, write_results)
 
-from spin_data.envs.bins import BinGrid  # noqa: E402
-from spin_data.store import DatasetWriter  # noqa: E402
-from spin_train.data import TransitionBuffer, materialise, split_episodes  # noqa: E402
+from spin_train.data import TransitionBuffer, split_episodes  # noqa: E402
 from spin_train.models.asm import ActionStructureModel  # noqa: E402
 from spin_train.pretrain.objectives import make_objective  # noqa: E402
 from spin_train.pretrain.trainer import PretrainConfig, make_train_step  # noqa: E402
 
-#: task -> (observation features D, sub-action dimensions N, bins per dimension, episode length)
-TASKS = {
-    "humanoid": (67, 21, 3, 1000),
-    "dog30": (223, 38, 30, 1000),
-    "maze5": (2, 5, 2, 150),
-}
-
-
-# ============================================================================= data
-def build_store(path: Path, task: str, steps: int, seed: int = 0) -> None:
-    """A store of the task's shape. Observations N(0, 1); sub-action i = the bin of the
-    projection ``obs @ w_i`` (quantile edges), so actions depend on the state and on each
-    other and the masked loss can fall."""
-    D, N, K, length = TASKS[task]
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((D, N)) / math.sqrt(D)
-    edges = np.quantile(rng.standard_normal((100_000, D)) @ w, np.linspace(0, 1, K + 1)[1:-1],
-                        axis=0)  # (K - 1, N)
-    writer = DatasetWriter(path, obs_dim=D, bin_grid=BinGrid.unit(N, K))
-    for e in range(max(2, steps // length)):
-        obs = rng.standard_normal((length + 1, D), dtype=np.float32)
-        actions = ((obs[:-1] @ w)[None] > edges[:, None]).sum(0)  # (L, N) bin indices
-        writer.add_episode(obs, actions.astype(np.uint8), rng.random(length, np.float32),
-                           terminated=False, truncated=True, source="random", seed=e)
-    writer.publish({"dataset_id": f"pretrain-benchmark-{task}"})
+#: The synthetic store (``common.build_store``): sub-action i = the bin of the projection
+#: ``obs @ w_i`` of the N(0, 1) observations (quantile edges), so actions depend on the state
+#: and on each other and the masked loss can fall; every episode truncated.
+STORE = dict(name="pretrain", structured=True)
 
 
 # ============================================================================= the reference loop
@@ -153,14 +126,14 @@ def reference_mask(actions: torch.Tensor, mask_ids: torch.Tensor, p: float = 0.1
 
 def make_reference_step(model: ReferenceASM, bins: list[int], states: torch.Tensor,
                         actions: torch.Tensor, batch_size: int, *, item_every_step: bool,
-                        lr: float = 4e-4, grad_clip: float = 1.0) -> Callable[[], torch.Tensor]:
+                        lr: float = 4e-4, grad_clip: float = 1.0) -> Callable[[], Losses]:
     """The reference's training step: sample, mask, forward, CE, backward, clip, Adam."""
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     mask_ids = torch.tensor(bins, device=states.device)
     T = states.shape[0]
     log: list[float] = []
 
-    def step() -> torch.Tensor:
+    def step() -> Losses:
         idx = torch.randint(0, T, (batch_size,), device=states.device)
         s, a = states[idx], actions[idx]
         tokens, selected = reference_mask(a, mask_ids)
@@ -176,14 +149,14 @@ def make_reference_step(model: ReferenceASM, bins: list[int], states: torch.Tens
         optimiser.step()
         if item_every_step:
             log.append(loss.item())
-        return loss.detach()
+        return {"loss": loss.detach()}
 
     return step
 
 
 # ============================================================================= spin's loop
 def make_spin_step(cfg: PretrainConfig, cached, device: torch.device
-                   ) -> Callable[[], torch.Tensor]:
+                   ) -> Callable[[], Losses]:
     """What ``pretrain()`` runs per step, built from spin's own pieces."""
     train_steps, _ = split_episodes(cached, cfg.val_fraction, seed=cfg.seed)
     bins = tuple(int(b) for b in cached.bin_grid.counts)
@@ -201,7 +174,7 @@ def make_spin_step(cfg: PretrainConfig, cached, device: torch.device
     sums: dict[str, torch.Tensor] = {}
     count = [0]
 
-    def step() -> torch.Tensor:
+    def step() -> Losses:
         batch = buffer.sample(cfg.batch_size)
         stats = train_step(batch.observations, batch.actions)
         for k, v in stats.items():
@@ -209,47 +182,13 @@ def make_spin_step(cfg: PretrainConfig, cached, device: torch.device
         count[0] += 1
         if count[0] % cfg.log_every == 0:
             float(stats["loss"])  # the progress bar's read
-        return stats["loss"]
+        return {"loss": stats["loss"]}
 
     return step
 
 
-# ============================================================================= timing
-@dataclass
-class Row:
-    name: str
-    step: Callable[[], torch.Tensor]
-    rates: list[float]
-    first_loss: float = math.nan
-    last_loss: float = math.nan
-    warmup_s: float = 0.0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def warm_up(row: Row, steps: int, device: torch.device) -> None:
-    start = time.perf_counter()
-    row.first_loss = float(row.step())
-    for _ in range(steps - 1):
-        row.step()
-    sync(device)
-    row.warmup_s = time.perf_counter() - start
-
-
-def timed_steps(row: Row, steps: int, device: torch.device) -> None:
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = row.step()
-    sync(device)
-    row.rates.append(steps / (time.perf_counter() - start))
-    row.last_loss = float(loss)
-
-
-def build_rows(args, cached, device: torch.device) -> list[Row]:
+# ============================================================================= the rows
+def build_rows(args, cached, device: torch.device) -> list[StepRow]:
     D, N, K, _ = TASKS[args.task]
     sizes = dict(d_model=args.d_model, n_heads=args.n_heads, n_layers=args.n_layers)
     cfg = PretrainConfig(dataset=str(cached.location), batch_size=args.batch, seed=0,
@@ -264,16 +203,16 @@ def build_rows(args, cached, device: torch.device) -> list[Row]:
         model.train()
         name = "reference loop (rebuilt), .item() every step" if item else \
             "reference loop (rebuilt), no per-step .item()"
-        rows.append(Row(name, make_reference_step(model, [K] * N, states, actions, args.batch,
-                                                  item_every_step=item, lr=cfg.lr,
-                                                  grad_clip=cfg.grad_clip), []))
+        rows.append(StepRow(name, make_reference_step(model, [K] * N, states, actions,
+                                                      args.batch, item_every_step=item,
+                                                      lr=cfg.lr, grad_clip=cfg.grad_clip)))
     torch.manual_seed(0)
     amp = " (bf16 autocast)" if cfg.amp else ""
-    rows.append(Row(f"spin make_train_step{amp}", make_spin_step(cfg, cached, device), []))
+    rows.append(StepRow(f"spin make_train_step{amp}", make_spin_step(cfg, cached, device)))
     if args.compile:
         torch.manual_seed(0)
-        rows.append(Row(f"spin make_train_step{amp} + torch.compile",
-                        make_spin_step(replace(cfg, compile=True), cached, device), []))
+        rows.append(StepRow(f"spin make_train_step{amp} + torch.compile",
+                            make_spin_step(replace(cfg, compile=True), cached, device)))
     return rows
 
 
@@ -288,49 +227,15 @@ def parameter_count(args) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=sorted(TASKS), default="humanoid")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per repeat")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compile", action="store_true", help="add a spin + torch.compile row")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: every usable core)")
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--n-layers", type=int, default=3)
-    parser.add_argument("--dataset-steps", type=int, default=100_000,
-                        help="transitions in the synthetic store")
-    args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 1 or args.repeats < 1:
-        parser.error("--steps, --warmup and --repeats must be >= 1")
-    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                               else os.cpu_count())
-    torch.set_num_threads(threads)
-    device = torch.device(args.device)
+    parser = benchmark_parser(__doc__.splitlines()[0], batch=1024, dataset_steps=100_000,
+                              compile_help="add a spin + torch.compile row")
+    args, threads, device = parse_benchmark_args(parser)
 
-    work = Path(tempfile.mkdtemp(prefix="spin-pretrain-bench-"))
-    try:
-        print(f"building a {args.dataset_steps:,}-step {args.task} store ...", flush=True)
-        build_store(work / "store", args.task, args.dataset_steps)
-        cached = materialise(work / "store", cache_dir=work / "cache")
+    with scratch_store(args.task, args.dataset_steps, **STORE) as (_, cached):
         rows = build_rows(args, cached, device)
-        for row in rows:
-            print(f"warming up: {row.name} ...", flush=True)
-            warm_up(row, args.warmup, device)
-        for r in range(args.repeats):
-            for row in rows:  # interleaved: drift on a shared host hits every row alike
-                timed_steps(row, args.steps, device)
-            print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
-                f"{row.rates[-1]:.3g}" for row in rows) + " steps/s", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        time_rows(rows, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
+                  device=device)
 
-    for row in rows:
-        if not (math.isfinite(row.first_loss) and math.isfinite(row.last_loss)):
-            raise SystemExit(f"{row.name}: non-finite loss ({row.first_loss}, {row.last_loss})")
     base = statistics.median(rows[0].rates)
     D, N, K, _ = TASKS[args.task]
     print(f"\nstage-1 training steps/s, task {args.task} (obs {D}, {N} dims x {K} bins), "
@@ -343,16 +248,13 @@ def main() -> None:
     results = []
     for row in rows:
         med = statistics.median(row.rates)
+        first, last = row.first["loss"], row.last["loss"]
         print(f"  {row.name:{width}s}  {min(row.rates):8.3f}  {med:8.3f}  {max(row.rates):8.3f}"
-              f"  {med / base:11.2f}x  {row.first_loss:10.4f}  {row.last_loss:9.4f}")
-        results.append({"name": row.name, "steps_per_s": {"min": min(row.rates), "median": med,
-                                                          "max": max(row.rates),
-                                                          "all": row.rates},
+              f"  {med / base:11.2f}x  {first:10.4f}  {last:9.4f}")
+        results.append({"name": row.name, "steps_per_s": rate_stats(row.rates),
                         "ratio_vs_reference_median": med / base,
-                        "first_loss": row.first_loss, "last_loss": row.last_loss,
-                        "warmup_s": row.warmup_s})
-    payload = {"args": vars(args), "threads": threads, "device": str(device),
-               "task_shape": {"obs_dim": D, "n_dims": N, "bins": K},
+                        "first_loss": first, "last_loss": last, "warmup_s": row.warmup_s})
+    payload = {**run_payload(args, threads, device),
                "parameters": parameter_count(args), "ln_bins": math.log(K),
                "baseline": "reference loop rebuilt from REFERENCE.md section 3 (not run)",
                "rows": results}

@@ -20,6 +20,13 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def _require(kwargs: dict[str, Any], *names: str) -> None:
+    """Options every run needs (generated options default to None, so click cannot check)."""
+    for name in names:
+        if kwargs.get(name) is None:
+            raise click.UsageError(f"Missing option '--{name}'")
+
+
 def _make_config(cls: type, **kwargs: Any):
     """Build a config; its validation errors are usage errors (exit 2)."""
     try:
@@ -75,8 +82,7 @@ def pretrain(**kwargs: Any) -> None:
     """
     from spin_train.pretrain.trainer import pretrain as run
 
-    if kwargs.get("dataset") is None:
-        raise click.UsageError("Missing option '--dataset' (a store path or URL)")
+    _require(kwargs, "dataset")
     cfg = _make_config(PretrainConfig, **given(kwargs))
     with _RunErrors():
         result = run(cfg)
@@ -97,9 +103,7 @@ def probe(as_json: bool, **kwargs: Any) -> None:
     dataset actions from states; per-slot, exact-match and independence-expected accuracy."""
     from spin_train.probe import probe as run
 
-    for name in ("asm", "dataset"):
-        if kwargs.get(name) is None:
-            raise click.UsageError(f"Missing option '--{name}'")
+    _require(kwargs, "asm", "dataset")
     cfg = _make_config(ProbeConfig, **given(kwargs))
     with _RunErrors():
         report = run(cfg)
@@ -133,8 +137,7 @@ def policy(**kwargs: Any) -> None:
     """
     from spin_train.policy.trainer import train_policy
 
-    if kwargs.get("dataset") is None:
-        raise click.UsageError("Missing option '--dataset' (a store path or URL)")
+    _require(kwargs, "dataset")
     cfg = _make_config(PolicyConfig, **given(kwargs))
     with _RunErrors():
         result = train_policy(cfg)

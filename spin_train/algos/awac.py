@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats, td_loss, weighted_log_likelihood
+from spin_train.algos.base import OfflineAlgorithm, Stats
 from spin_train.data import Batch
 
 
@@ -31,17 +31,9 @@ class AWAC(OfflineAlgorithm):
         super().__init__(actor, obs_dim, bins, **common)
         self.lam, self.max_weight = lam, max_weight
 
-    def _update_q(self, batch: Batch, obs, next_obs, generator) -> Stats:
-        with self._autocast():
-            with torch.no_grad():
-                probs = self.actor.policy_probs(next_obs, generator)
-                per_bin = self.q_target.per_bin(next_obs).float()
-                v_next = policy_value(probs, per_bin).min(0).values
-                target = batch.rewards + self.discount * batch.not_done * v_next
-            q = self.q(obs, batch.actions).float()
-            loss = td_loss(q, target)
-        self._step(self.q_optimiser, loss)
-        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+    def _next_value(self, next_obs, generator):
+        probs = self.actor.policy_probs(next_obs, generator)
+        return policy_value(probs, self.q_target.per_bin(next_obs).float()).min(0).values
 
     @torch.no_grad()
     def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
@@ -52,16 +44,11 @@ class AWAC(OfflineAlgorithm):
         v = policy_value(self.actor.policy_probs(obs, generator), per_bin).min(0).values
         return torch.exp((q_sa - v) / self.lam).clamp(max=self.max_weight)
 
-    def _update_policy(self, obs, actions, generator) -> Stats:
+    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        obs, actions = batch.observations, batch.actions
+        stats = self._update_q(batch, generator)
         with self._autocast():
             weights = self.actor_weights(obs, actions, generator)
-            loss = weighted_log_likelihood(self.actor, obs, actions, weights)
-        self._step(self.actor_optimiser, loss)
-        return {"actor_loss": loss.detach(), "adv_weight": weights.mean()}
-
-    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
-        obs, next_obs = batch.observations, batch.next_observations
-        stats = self._update_q(batch, obs, next_obs, generator)
-        stats |= self._update_policy(obs, batch.actions, generator)
+        stats |= self._update_policy(obs, actions, weights)
         self._soft_update_targets()
         return stats

@@ -67,6 +67,33 @@ class OfflineAlgorithm(nn.Module):
     def _soft_update_targets(self) -> None:
         soft_update(self.q_target, self.q, self.tau)
 
+    def _next_value(self, next_obs: torch.Tensor,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        """The objective's bootstrap value of ``s'``, ``(B,)`` (no gradient)."""
+        raise NotImplementedError
+
+    def _update_q(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        """``L_Q = E[(r + gamma (1 - term) V'(s') - Q_e(s, a))^2]`` for every member e."""
+        with self._autocast():
+            with torch.no_grad():
+                v_next = self._next_value(batch.next_observations, generator).float()
+                target = batch.rewards + self.discount * batch.not_done * v_next
+            q = self.q(batch.observations, batch.actions).float()
+            loss = td_loss(q, target)
+        self._step(self.q_optimiser, loss)
+        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def _update_policy(self, obs: torch.Tensor, actions: torch.Tensor,
+                       weights: torch.Tensor | None) -> Stats:
+        """``L_pi = -E[w(s, a) log pi(a | s)]`` (``weights=None``: behaviour cloning)."""
+        with self._autocast():
+            loss = weighted_log_likelihood(self.actor, obs, actions, weights)
+        self._step(self.actor_optimiser, loss)
+        stats = {"actor_loss": loss.detach()}
+        if weights is not None:
+            stats["adv_weight"] = weights.mean()
+        return stats
+
     def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
         raise NotImplementedError
 

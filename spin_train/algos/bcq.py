@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats, td_loss, weighted_log_likelihood
+from spin_train.algos.base import OfflineAlgorithm, Stats
 from spin_train.data import Batch
 
 
@@ -32,32 +32,17 @@ class BCQ(OfflineAlgorithm):
         scores = self.q.per_bin(obs).float().mean(0).masked_fill(self.q.invalid, float("-inf"))
         return self.actor.constrained_argmax(obs, scores, self.threshold)
 
-    def _update_q(self, batch: Batch, obs, next_obs) -> Stats:
-        with self._autocast():
-            with torch.no_grad():
-                next_actions = self._allowed_argmax(next_obs)
-                v_next = self.q_target(next_obs, next_actions).float().min(0).values
-                target = batch.rewards + self.discount * batch.not_done * v_next
-            q = self.q(obs, batch.actions).float()
-            loss = td_loss(q, target)
-        self._step(self.q_optimiser, loss)
-        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+    def _next_value(self, next_obs, generator):
+        return self.q_target(next_obs, self._allowed_argmax(next_obs)).float().min(0).values
 
     def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Behaviour cloning: every dataset action weighs 1, ``(B,)``."""
         return torch.ones(actions.shape[0], device=actions.device)
 
-    def _update_policy(self, obs, actions) -> Stats:
-        with self._autocast():
-            loss = weighted_log_likelihood(self.actor, obs, actions, None)
-        self._step(self.actor_optimiser, loss)
-        return {"actor_loss": loss.detach()}
-
     def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
-        obs, next_obs = batch.observations, batch.next_observations
-        stats = self._update_q(batch, obs, next_obs)
-        stats |= self._update_policy(obs, batch.actions)
+        stats = self._update_q(batch, generator)
+        stats |= self._update_policy(batch.observations, batch.actions, None)
         self._soft_update_targets()
         return stats
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats, td_loss, weighted_log_likelihood
+from spin_train.algos.base import OfflineAlgorithm, Stats
 from spin_train.data import Batch
 from spin_train.models.critics import ValueNet
 
@@ -41,35 +41,24 @@ class IQL(OfflineAlgorithm):
         self._step(self.v_optimiser, loss)
         return adv.detach(), {"v_loss": loss.detach()}
 
-    def _update_q(self, batch: Batch, obs: torch.Tensor, next_obs: torch.Tensor) -> Stats:
-        with self._autocast():
-            with torch.no_grad():
-                target = batch.rewards + self.discount * batch.not_done * self.v(next_obs).float()
-            q = self.q(obs, batch.actions).float()
-            loss = td_loss(q, target)
-        self._step(self.q_optimiser, loss)
-        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+    def _next_value(self, next_obs, generator):
+        return self.v(next_obs)
+
+    def _weights(self, adv: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.beta * adv).clamp(max=self.max_weight)
 
     @torch.no_grad()
     def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """``min(exp(beta (min_e Q'_e(s, a) - V(s))), w_max)``, ``(B,)``."""
-        adv = self.q_target(obs, actions).min(0).values.float() - self.v(obs).float()
-        return torch.exp(self.beta * adv).clamp(max=self.max_weight)
-
-    def _update_policy(self, obs: torch.Tensor, actions: torch.Tensor,
-                       adv: torch.Tensor) -> Stats:
-        # The advantage of _update_v (before its V step), as in the reference algorithm.
-        weights = torch.exp(self.beta * adv).clamp(max=self.max_weight)
-        with self._autocast():
-            loss = weighted_log_likelihood(self.actor, obs, actions, weights)
-        self._step(self.actor_optimiser, loss)
-        return {"actor_loss": loss.detach(), "adv_weight": weights.mean()}
+        return self._weights(self.q_target(obs, actions).min(0).values.float()
+                             - self.v(obs).float())
 
     def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
-        obs, next_obs = batch.observations, batch.next_observations
-        adv, stats = self._update_v(obs, batch.actions)
-        stats |= self._update_q(batch, obs, next_obs)
-        stats |= self._update_policy(obs, batch.actions, adv)
+        obs, actions = batch.observations, batch.actions
+        adv, stats = self._update_v(obs, actions)
+        stats |= self._update_q(batch)
+        # The advantage of _update_v (before its V step), as in the reference algorithm.
+        stats |= self._update_policy(obs, actions, self._weights(adv))
         self._soft_update_targets()
         return stats
