@@ -286,11 +286,10 @@ def table_rows(result: dict[GroupKey, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def format_table(result: dict[GroupKey, dict[str, Any]]) -> str:
-    """A plain-text table of :func:`compare`'s result, columns aligned (numbers to the right)."""
-    rows = table_rows(result)
+def align_rows(rows: list[list[str]], left: set[int]) -> str:
+    """Rows of cells (the first is the header) as aligned text: columns in ``left`` to the left,
+    the others (numbers) to the right, a rule under the header."""
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    left = {0, 1, 2, 8}  # text columns
     lines = []
     for i, row in enumerate(rows):
         cells = [cell.ljust(w) if c in left else cell.rjust(w)
@@ -299,6 +298,11 @@ def format_table(result: dict[GroupKey, dict[str, Any]]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_table(result: dict[GroupKey, dict[str, Any]]) -> str:
+    """A plain-text table of :func:`compare`'s result, columns aligned (numbers to the right)."""
+    return align_rows(table_rows(result), left={0, 1, 2, 8})
 
 
 #: Columns of :func:`write_csv`, in order (times in seconds, scores as fractions).

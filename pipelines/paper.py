@@ -1,0 +1,168 @@
+"""The paper's numbers (``paper_numbers.yaml``) beside a pipeline's own, in the paper's layout.
+
+A pipeline report with ``paper: table1`` (or ``table2``, ``maze``) prints, per block of the
+paper's table, one ``ours`` row and one ``paper`` row per task: final return mean +- std over
+seeds, the block's average return and time to target (the paper's Table 1 / 2 / 13), then the
+per-task times to target (Tables 5 / 6 / 14). Each cell of ours comes from
+``spin_train.report.compare`` over the pipeline's runs of the matching dataset and method.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+PAPER_FILE = Path(__file__).with_name("paper_numbers.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def load_paper_tables() -> dict[str, Any]:
+    """The parsed ``paper_numbers.yaml`` (``{"source": ..., "tables": {key: table}}``)."""
+    return yaml.safe_load(PAPER_FILE.read_text())
+
+
+def method_label(actor: str, algo: str) -> str:
+    """The paper's column name of a run: spin -> SPIN, factored + iql -> F-IQL, ..."""
+    algo_up = algo.upper()
+    return {"spin": "SPIN", "saint": "SAINT", "factored": f"F-{algo_up}",
+            "autoregressive": f"AR-{algo_up}", "distill": "SPIN-Distill"}.get(actor, actor)
+
+
+def _matches(match: dict[str, Any], group: dict[str, Any]) -> bool:
+    return (match["env"] == group["env_task"] and int(match["bins"]) == int(group["bins"])
+            and (match.get("quality") is None or match["quality"] == group["quality"]))
+
+
+def _pm(mean: float | None, std: float | None, digits: int = 1) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+
+
+def _align(rows: list[list[str]], left: int = 2) -> list[str]:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) if c < left else cell.rjust(w)
+                 for c, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+class _Ours:
+    """Our summaries, looked up by paper row and method."""
+
+    def __init__(self, groups: Iterable[dict[str, Any]]) -> None:
+        self.groups = list(groups)
+
+    def find(self, match: dict[str, Any], method: str) -> dict[str, Any] | None:
+        for g in self.groups:
+            if _matches(match, g) and method_label(g["actor"], g["algo"]) == method:
+                return g
+        return None
+
+
+def _time_cell(g: dict[str, Any] | None) -> tuple[str, float | None]:
+    """A time-to-target cell in minutes (with reached/seeds when not every seed got there)."""
+    if g is None:
+        return "-", None
+    if g.get("time_to_target_s_mean") is None:
+        return f"not reached (0/{g['seeds']})", None
+    minutes = g["time_to_target_s_mean"] / 60.0
+    note = "" if g["reached"] == g["seeds"] else f" ({g['reached']}/{g['seeds']})"
+    return f"{_minutes(minutes)}{note}", minutes
+
+
+def _minutes(value: float) -> str:
+    # Demo runs reach targets in seconds: two decimals under a minute keep them apart.
+    return f"{value:.2f}" if value < 1 else f"{value:.1f}"
+
+
+def _partial(values: list[float | None], total: int, combine) -> str:
+    have = [v for v in values if v is not None]
+    if not have:
+        return "-"
+    text = _minutes(combine(have))
+    return text if len(have) == total else f"{text} ({len(have)}/{total} rows)"
+
+
+def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
+                       ours_setting: str = "") -> str:
+    """The paper's table ``table_key`` with our numbers beside it, as aligned text.
+
+    Args:
+        table_key: a key of ``paper_numbers.yaml``'s ``tables``.
+        groups: ``spin_train.report.compare`` summaries, each with three more keys the
+            pipeline adds: ``env_task`` (canonical task, e.g. ``cheetah-run``), ``bins`` and
+            ``quality`` of its dataset.
+    """
+    table = load_paper_tables()["tables"][table_key]
+    ours = _Ours(groups)
+    methods = list(table["methods"])
+    out = [f"Paper: {load_paper_tables()['source']}: {table['title']}.",
+           f"Returns from the paper's {table['returns_from']}; times to target from its "
+           f"{table['times_from']}.",
+           f"Paper setting: {table['setting']}; target: {table['target']}.",
+           "ours = this pipeline's runs (mean ± std over its seeds; time in minutes, SPIN's "
+           "including pre-training, as in the paper); paper = the paper's number."]
+    if ours_setting:
+        out.append(f"Our setting: {ours_setting}.")
+    out.append("")
+
+    overall_ret: dict[str, list[float | None]] = {m: [] for m in methods}
+    overall_time: dict[str, list[float | None]] = {m: [] for m in methods}
+    n_rows_total = 0
+    for block in table["blocks"]:
+        rows: list[list[str]] = [[block["label"], ""] + methods]
+        block_ret: dict[str, list[float | None]] = {m: [] for m in methods}
+        block_time: dict[str, list[float | None]] = {m: [] for m in methods}
+        for row in block["rows"]:
+            mine, theirs = [row["label"], "ours"], ["", "paper"]
+            for m in methods:
+                g = ours.find(row["match"], m)
+                mean = None if g is None else g["final_return_mean"]
+                mine.append(_pm(mean, None if g is None else g["final_return_std"]))
+                paper = row["return"].get(m)
+                theirs.append(_pm(*paper) if paper else "-")
+                block_ret[m].append(mean)
+                block_time[m].append(_time_cell(g)[1])
+            rows += [mine, theirs]
+        n = len(block["rows"])
+        n_rows_total += n
+        rows.append(["Average Return", "ours"]
+                    + [_partial(block_ret[m], n, lambda v: sum(v) / len(v)) for m in methods])
+        rows.append(["", "paper"] + [f"{block['average_return'][m]:.1f}" for m in methods])
+        rows.append(["Time to Target (min)", "ours"]
+                    + [_partial(block_time[m], n, sum) for m in methods])
+        rows.append(["", "paper"] + [f"{block['time_to_target_min'][m]:.1f}" for m in methods])
+        out += _align(rows) + [""]
+        for m in methods:
+            overall_ret[m] += block_ret[m]
+            overall_time[m] += block_time[m]
+
+    if "overall" in table:
+        over = table["overall"]
+        rows = [[over["label"], ""] + methods,
+                ["Overall Average Return", "ours"]
+                + [_partial(overall_ret[m], n_rows_total, lambda v: sum(v) / len(v))
+                   for m in methods],
+                ["", "paper"] + [f"{over['average_return'][m]:.1f}" for m in methods],
+                ["Overall Time to Target (min)", "ours"]
+                + [_partial(overall_time[m], n_rows_total, sum) for m in methods],
+                ["", "paper"] + [f"{over['time_to_target_min'][m]:.1f}" for m in methods]]
+        out += _align(rows) + [""]
+
+    # Per-row times (the paper's appendix table).
+    rows = [[f"Time to target (min), {table['times_from'].split(' (')[0]}", ""] + methods]
+    for block in table["blocks"]:
+        if len(table["blocks"]) > 1:
+            rows.append([block["label"], ""] + [""] * len(methods))
+        for row in block["rows"]:
+            rows.append([row["label"], "ours"]
+                        + [_time_cell(ours.find(row["match"], m))[0] for m in methods])
+            rows.append(["", "paper"] + [f"{row['time_min'][m]:.1f}" for m in methods])
+    out += _align(rows)
+    return "\n".join(out)
