@@ -86,7 +86,7 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
     train_steps, val_steps = split_episodes(cached, cfg.val_fraction, seed=cfg.seed)
     buffer = TransitionBuffer(cached, device=device, seed=cfg.seed, steps=train_steps)
     normaliser = asm_normaliser(info)  # the trunk sees observations as it did in pre-training
-    norm = (lambda o: normaliser(o)) if normaliser is not None else (lambda o: o)
+    norm = normaliser.on(device) if normaliser is not None else (lambda obs: obs)
     pick = val_steps[np.linspace(0, len(val_steps) - 1, min(cfg.val_size, len(val_steps)))
                      .round().astype(np.int64)]
     val_obs = norm(torch.from_numpy(np.asarray(cached.observations()[pick])).to(device))

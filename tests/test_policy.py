@@ -9,12 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from spin_data import open_dataset
 from spin_train.algos import ALGORITHMS
 from spin_train.cli import main as spin_train_main
 from spin_train.data import TransitionBuffer, materialise
 from spin_train.models import ActionStructureModel, ASMConfig
-from spin_train.models.actors import ACTORS, AutoregressiveActor, make_actor
+from spin_train.models.actors import ACTORS, make_actor
 from spin_train.policy import PolicyConfig, train_policy
 from spin_train.pretrain import PretrainConfig, pretrain
 from spin_train.runs import load_checkpoint, read_metrics

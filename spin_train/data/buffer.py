@@ -73,6 +73,13 @@ class ObservationNormaliser:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32),
                    float(data.get("min_std", 1e-3)))
 
+    def on(self, device: torch.device | str):
+        """``obs -> (obs - mean) / std`` with the statistics moved to ``device`` once (for a hot
+        loop; ``__call__`` converts them on every call)."""
+        mean = torch.as_tensor(self.mean, device=device)
+        std = torch.as_tensor(self.std, device=device)
+        return lambda obs: (obs - mean) / std
+
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         mean = torch.as_tensor(self.mean, device=obs.device)
         std = torch.as_tensor(self.std, device=obs.device)

@@ -14,7 +14,6 @@ simulator, not the learner) and logged separately as ``eval_s``.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,7 +199,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
                        asm_config=saint_cfg).to(device)
     buffer = TransitionBuffer(cached, device=device, seed=cfg.seed)
-    norm = _normalise_fn(normaliser, device)
+    norm = normaliser.on(device) if normaliser is not None else (lambda obs: obs)
 
     distill_s = 0.0
     if isinstance(actor, DistilledActor):
@@ -272,15 +271,6 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
                                             "algo": algo.state_dict(), "step": step})
     _plot(run_dir)
     return PolicyResult(run_dir=run_dir, steps=step, final=last_eval)
-
-
-def _normalise_fn(normaliser: ObservationNormaliser | None, device: torch.device):
-    """``obs -> (obs - mean) / std`` with the statistics moved to the device once."""
-    if normaliser is None:
-        return lambda obs: obs
-    mean = torch.as_tensor(normaliser.mean, device=device)
-    std = torch.as_tensor(normaliser.std, device=device)
-    return lambda obs: (obs - mean) / std
 
 
 def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyConfig,
