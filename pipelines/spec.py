@@ -428,6 +428,16 @@ def _config_error(check: _Checker, what: str, entry: LineMap, defaults: LineMap,
     return check.fail(f"{what}: {message}", entry.line)
 
 
+def _inputs(check: _Checker, entry: LineMap, datasets: list[str],
+            what: str) -> tuple[list[Ref], list[Ref]]:
+    """A group's ``datasets:`` (default: every dataset of the file) and ``after:`` references."""
+    refs = (check.names(entry["datasets"], f"{what}: datasets", entry.line_of("datasets"))
+            if "datasets" in entry else [Ref(d, entry.line) for d in datasets])
+    after = (check.names(entry["after"], f"{what}: after", entry.line_of("after"))
+             if "after" in entry else [])
+    return refs, after
+
+
 def _pretrain(check: _Checker, name: str, entry: Any, line: int, defaults: LineMap,
               datasets: list[str]) -> PretrainSpec:
     from spin_train.pretrain import PretrainConfig
@@ -443,10 +453,7 @@ def _pretrain(check: _Checker, name: str, entry: Any, line: int, defaults: LineM
         PretrainConfig(dataset="<dataset>", **config)
     except (ValueError, TypeError) as err:
         raise _config_error(check, what, entry, section, err) from None
-    refs = (check.names(entry["datasets"], f"{what}: datasets", entry.line_of("datasets"))
-            if "datasets" in entry else [Ref(d, entry.line) for d in datasets])
-    after = check.names(entry["after"], f"{what}: after", entry.line_of("after")) \
-        if "after" in entry else []
+    refs, after = _inputs(check, entry, datasets, what)
     return PretrainSpec(name, refs, config, resources, after, entry.line)
 
 
@@ -518,10 +525,7 @@ def _policy(check: _Checker, name: str, entry: Any, line: int, defaults: LineMap
                              actor=actor, algo=algo, **config)
             except (ValueError, TypeError) as err:
                 raise _config_error(check, what, entry, section, err) from None
-    refs = (check.names(entry["datasets"], f"{what}: datasets", entry.line_of("datasets"))
-            if "datasets" in entry else [Ref(d, entry.line) for d in datasets])
-    after = check.names(entry["after"], f"{what}: after", entry.line_of("after")) \
-        if "after" in entry else []
+    refs, after = _inputs(check, entry, datasets, what)
     return PolicySpec(name, refs, actors, algos, seeds, asm, config, resources, after,
                       entry.line)
 

@@ -127,21 +127,18 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *, resume: bool,
+def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
                     identity_keys: Iterable[str]) -> tuple[Path, dict | None]:
-    """Create ``run_dir`` or check it can be resumed; return ``(path, last checkpoint or None)``.
+    """Create ``run_dir`` or resume it; return ``(path, last checkpoint or None)``.
 
-    A directory that already holds a run is resumed only when ``resume`` is set and its
-    ``config.json`` agrees on every key of ``identity_keys`` (dataset, model sizes...): a
-    different run's directory is refused rather than overwritten.
+    A directory that already holds a run is resumed when its ``config.json`` agrees on every
+    key of ``identity_keys`` (dataset, model sizes, seed...); a different run's directory is
+    refused rather than overwritten.
     """
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.json"
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
-        if not resume:
-            raise RunError(f"{run_dir} already holds a run: pass --resume to continue it or "
-                           f"choose another --out")
         diff = [k for k in identity_keys if saved.get(k) != config.get(k)]
         if diff:
             raise RunError(f"{run_dir} holds a different run ({', '.join(diff)} differ): "

@@ -191,7 +191,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         "normaliser": normaliser.to_dict() if normaliser is not None else None,
     }
     identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
-    run_dir, state = prepare_run_dir(run_dir, resolved, resume=True, identity_keys=identity)
+    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity)
 
     torch.manual_seed(cfg.seed)
     saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,

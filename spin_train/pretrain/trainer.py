@@ -201,7 +201,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
                     dataset_id=dataset_id, asm=asm_cfg.to_dict(),
                     train_steps=int(len(train_steps)), val_steps=int(len(val_steps)))
     identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
-    run_dir, state = prepare_run_dir(run_dir, resolved, resume=True, identity_keys=identity)
+    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity)
 
     torch.manual_seed(cfg.seed)
     asm = ActionStructureModel(asm_cfg).to(device)
