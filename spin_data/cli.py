@@ -401,8 +401,11 @@ def _parse_budget(value: str) -> str | int:
               help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
 @click.option("--grid", type=click.Choice(["actuator", "unit"]), default="actuator",
               show_default=True, help="DMC bin grid: actuator bounds, or the benchmark's [-1, 1].")
-@click.option("--algorithm", type=click.Choice(["sac", "ppo"]), default=None,
+@click.option("--algorithm", type=click.Choice(["sac", "tqc", "crossq", "ppo"]), default=None,
               help="Learner (default: sac on the continuous view for DMC, ppo for mazes).")
+@click.option("--library", type=click.Choice(["sb3", "sbx"]), default=None,
+              help="sb3 (torch) or sbx (JAX, extra .[sbx]); default: sbx for sac/tqc/crossq when "
+                   "installed, else sb3; ppo: sb3.")
 @click.option("--budget", default="default", show_default=True,
               help="Training env steps: a preset (test: seconds; default: realistic, hours for "
                    "DMC) or a number.")
@@ -412,7 +415,7 @@ def _parse_budget(value: str) -> str | int:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorithm: str | None,
                             budget: str, seed: int, cache_dir: str | None,
-                            no_progress: bool) -> None:
+                            no_progress: bool, library: str | None) -> None:
     """Train a behaviour policy into a checkpoint ladder (cached and resumable).
 
     Prints the ladder (expert and medium rungs marked) and the run directory. Running the same
@@ -432,7 +435,8 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
     if spec.family == "maze" and grid != "actuator":
         raise click.BadParameter("grid applies to DMC tasks only", param_hint="--grid")
     try:
-        config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm, seed=seed)
+        config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm,
+                        library=library, seed=seed)
     except ValueError as err:
         raise click.UsageError(_one_line(err)) from None
     with _StoreErrors():

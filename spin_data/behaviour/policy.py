@@ -145,12 +145,34 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def save_weights(module: torch.nn.Module, path: Path) -> str:
     """``torch.save`` the module's ``state_dict`` to ``path`` atomically; returns its sha256."""
+    return save_state({k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, path)
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> str:
+    """``torch.save`` a dict of tensors to ``path`` atomically; returns the file's sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     torch.save(state, tmp)
     os.replace(tmp, path)
     return file_sha256(path)
+
+
+def load_into(module: torch.nn.Module, spec: dict[str, Any], state: dict[str, torch.Tensor]
+              ) -> None:
+    """Load ``state`` into a module built by :func:`build_policy_module`, every key checked.
+
+    A ``"sac"`` spec's checkpoint may hold the actor alone (``actor.*``: what every
+    squashed-Gaussian learner stores, see :mod:`spin_data.behaviour.learners`) or the whole
+    SB3 ``SACPolicy`` (the format before actor-only checkpoints).
+
+    Raises:
+        RuntimeError: missing or unexpected keys, or shapes that do not fit.
+    """
+    if spec["algorithm"] == "sac" and state and all(k.startswith("actor.") for k in state):
+        module.actor.load_state_dict({k[len("actor."):]: v for k, v in state.items()},
+                                     strict=True)
+    else:
+        module.load_state_dict(state, strict=True)
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -324,7 +346,7 @@ def load_policy(checkpoint_path: str | os.PathLike,
     state = load_weights(path)
     module = build_policy_module(spec)
     try:
-        module.load_state_dict(state, strict=True)
+        load_into(module, spec, state)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit {spec_path}: {err}") from None
     return BehaviourPolicy(module, spec, checkpoint=path, sha256=file_sha256(path))

@@ -34,9 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from spin_data.behaviour import learners
 from spin_data.behaviour.config import SPIN_KEYS, BehaviourConfig
 from spin_data.behaviour.ladder import Ladder, Rung, finite_or_none
-from spin_data.behaviour.policy import BehaviourPolicy, make_policy_spec, save_weights
+from spin_data.behaviour.policy import (
+    BehaviourPolicy,
+    build_policy_module,
+    load_into,
+    make_policy_spec,
+    save_state,
+)
 from spin_data.collect import UniformRandomPolicy, collect_episodes
 from spin_data.envs import registry
 
@@ -93,7 +100,7 @@ def make_training_env(config: BehaviourConfig) -> Any:
     """
     from stable_baselines3.common.env_util import make_vec_env
 
-    continuous = config.algorithm == "sac"
+    continuous = config.algorithm in learners.SQUASHED_GAUSSIAN
     wrapper_class = wrapper_kwargs = None
     scale = config.hyperparameters.get("reward_shaping_scale", 0.0)
     if config.family == "maze" and scale:
@@ -110,17 +117,17 @@ def make_training_env(config: BehaviourConfig) -> Any:
 
 
 def _algorithm_class(config: BehaviourConfig) -> Any:
-    from stable_baselines3 import PPO, SAC
-
-    return SAC if config.algorithm == "sac" else PPO
+    return learners.algorithm_class(config.algorithm, config.library)
 
 
 def resolve_device(config: BehaviourConfig, device: str) -> str:
     """The torch device SB3 trains on: ``"auto"`` = CUDA when present for SAC, CPU for PPO
-    (PPO's small MLPs and on-policy rollouts run faster on a CPU; SB3 itself warns otherwise)."""
+    (PPO's small MLPs and on-policy rollouts run faster on a CPU; SB3 itself warns otherwise).
+    sbx learners ignore it: JAX places them on its default backend (a GPU when jax[cuda] is
+    installed)."""
     if device != "auto":
         return device
-    if config.algorithm == "ppo":
+    if config.algorithm == "ppo" or config.library == "sbx":
         return "cpu"
     import torch
 
@@ -132,7 +139,10 @@ def _new_model(config: BehaviourConfig, venv: Any, device: str) -> Any:
 
     params = {k: v for k, v in config.hyperparameters.items() if k not in SPIN_KEYS}
     policy_kwargs = {"net_arch": list(config.hyperparameters["net_arch"]),
-                     "activation_fn": getattr(torch.nn, config.hyperparameters["activation_fn"])}
+                     "activation_fn": learners.activation(config.hyperparameters["activation_fn"],
+                                                          config.library)}
+    if config.library == "sbx":
+        device = "auto"  # sbx accepts only its own placement
     return _algorithm_class(config)("MlpPolicy", venv, seed=config.seed, device=device, verbose=0,
                                     policy_kwargs=policy_kwargs, **params)
 
@@ -184,7 +194,7 @@ def _save_resume(model: Any, config: BehaviourConfig, run: Path, step: int) -> N
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model.zip")
-    if config.algorithm == "sac":
+    if config.algorithm != "ppo":
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
@@ -240,8 +250,15 @@ def train_behaviour(
     if done is not None and done.complete:
         return done
     run.mkdir(parents=True, exist_ok=True)
-    with _run_lock(run):
-        return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
+    import torch
+
+    threads = torch.get_num_threads()
+    learners.pin_threads()  # see spin_data.behaviour.learners: one thread is the fast setting
+    try:
+        with _run_lock(run):
+            return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
@@ -253,19 +270,26 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
     venv = make_training_env(config)
     try:
         model, ladder = _start_or_resume(config, run, venv, ladder, device)
+        # Every learner's policy is stored as plain torch weights of one SB3 network kind
+        # ("sac": the squashed-Gaussian actor; "ppo": the actor-critic) and scored from that
+        # copy, so a rung's score is the score of exactly the file that datasets will load.
         spec = make_policy_spec(
-            config.algorithm, venv.observation_space, venv.action_space,
-            config.hyperparameters["net_arch"], config.hyperparameters["activation_fn"],
-            bin_grid_of(config), env=config.canonical_env, bins=config.bins, grid=config.grid,
-            cache_key=config.cache_key())
+            "ppo" if config.algorithm == "ppo" else "sac", venv.observation_space,
+            venv.action_space, config.hyperparameters["net_arch"],
+            config.hyperparameters["activation_fn"], bin_grid_of(config),
+            env=config.canonical_env, bins=config.bins, grid=config.grid,
+            cache_key=config.cache_key(),
+            learner={"algorithm": config.algorithm, "library": config.library})
         _write_atomic(run / "policy.json", json.dumps(spec, indent=2))
-        policy = BehaviourPolicy(model.policy, spec)
+        policy = BehaviourPolicy(build_policy_module(spec), spec)
 
         def add_rung(wall_seconds: float) -> Rung:
             step = int(model.num_timesteps)
             model.policy.set_training_mode(False)
             name = f"checkpoints/step-{step}.pt"
-            sha = save_weights(model.policy, run / name)
+            state = learners.actor_state_dict(model, config.algorithm, config.library)
+            sha = save_state(state, run / name)
+            load_into(policy.module, spec, state)
             returns = evaluate_returns(config, policy)
             ref = registry.reference_score(config.env, config.bins)
             mean = float(returns.mean())
@@ -319,7 +343,7 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
             state = run / "resume" / f"step-{ladder.rungs[-1].step}"
             if (state / "model.zip").exists():
                 model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
-                if config.algorithm == "sac":
+                if config.algorithm != "ppo":
                     model.load_replay_buffer(state / "replay_buffer.pkl")
                 if popped:
                     _commit_ladder(run, ladder)  # before _drop_stale deletes their checkpoints
