@@ -148,13 +148,9 @@ def _behaviour_config(recipe: Any):
     builds it), or None when the recipe needs only uniform-random data."""
     if all(s == "random" for s in recipe.mix):
         return None
-    from spin_data.behaviour import preset
-    from spin_data.envs import registry
+    from spin_data.generate import behaviour_config
 
-    family = registry.resolve(recipe.env).family
-    return preset(recipe.env, recipe.budget, bins=recipe.n_bins,
-                  grid=recipe.grid if family == "dmc" else "actuator",
-                  algorithm=recipe.algorithm, seed=recipe.seed)
+    return behaviour_config(recipe)
 
 
 def _identity(kind: str, params: dict[str, Any], inputs: dict[str, str]) -> str:

@@ -286,6 +286,11 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
               help="Collection processes (each writes its own parts of the store).")
 @click.option("--seed", type=int, default=None, help="Master seed (default: the recipe's).")
 @click.option("--budget", default=None, help="Behaviour budget: test, default or env steps.")
+@click.option("--algorithm", type=click.Choice(["sac", "tqc", "crossq", "ppo"]), default=None,
+              help="Behaviour learner (default: the recipe's, else sac for DMC, ppo for mazes).")
+@click.option("--library", type=click.Choice(["sb3", "sbx"]), default=None,
+              help="Behaviour learner's library (default: the recipe's, else sbx when installed "
+                   "for sac/tqc/crossq).")
 @click.option("--deterministic/--stochastic", default=None,
               help="Behaviour policies act with their mode instead of sampling (default: the "
                    "recipe's; the catalog's recipes sample).")
@@ -298,8 +303,9 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
 @click.option("--discard", is_flag=True, help="Drop an interrupted generate at --out first.")
 def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
              bins: int | None, size: int | None, out: str | None, workers: int,
-             seed: int | None, budget: str | None, deterministic: bool | None, backend: str,
-             address: str | None, overwrite: bool, discard: bool) -> None:
+             seed: int | None, budget: str | None, algorithm: str | None, library: str | None,
+             deterministic: bool | None, backend: str, address: str | None, overwrite: bool,
+             discard: bool) -> None:
     """Make an offline dataset: train (or reuse) behaviour policies, collect, publish a store.
 
     Resolves (--env, --quality, --bins) to the catalog's recipe in datasets/ (flags override it),
@@ -324,6 +330,7 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
                 else recipes.find_recipe(env_name, quality, bins))
         recipe = base.with_overrides(env=env_name if recipe_file else None, quality=quality,
                                      bins=bins, size=size, seed=seed, budget=budget_value,
+                                     algorithm=algorithm, library=library,
                                      deterministic=deterministic)
     except ValueError as err:
         raise click.BadParameter(_one_line(err)) from None
@@ -351,6 +358,11 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
             import shutil
 
             shutil.rmtree(target.target)
+        parts = ", ".join(f"{source} {n:,}" for source, n in recipe.source_steps().items())
+        click.echo(f"generate {recipe.name}: {recipe.size:,} transitions ({parts}) -> {location}",
+                   err=True)
+        if any(source != "random" for source in recipe.mix):
+            _announce_behaviour(gen.behaviour_config(recipe), None)
         summary = gen.generate(recipe, location, workers=workers, backend=backend,
                                address=address)
     click.echo(gen.format_summary(recipe, summary))
@@ -392,6 +404,26 @@ def _parse_budget(value: str) -> str | int:
         raise click.BadParameter(f"{value!r}: the budget must be > 0 env steps",
                                  param_hint="--budget")
     return steps
+
+
+def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
+    """Before a behaviour run trains: what it will do and its measured projected time (stderr),
+    with advice when that is long. Nothing for a run already complete in the cache."""
+    from spin_data.behaviour import load_ladder, run_directory
+    from spin_data.behaviour.estimate import estimate_training
+
+    ladder = load_ladder(run_directory(config, cache_dir))
+    if ladder is not None and ladder.complete:
+        return
+    click.echo("measuring this machine's training speed for the estimate (a few seconds) ...",
+               err=True)
+    done = ladder.rungs[-1].step if ladder is not None and ladder.rungs else 0
+    estimate = estimate_training(config, steps_done=done,
+                                 rungs_done=len(ladder.rungs) if ladder is not None else 0)
+    click.echo(estimate.describe(), err=True)
+    advice = estimate.advice()
+    if advice:
+        click.echo(advice, err=True)
 
 
 @main.command(name="train-behaviour")
@@ -440,6 +472,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
     except ValueError as err:
         raise click.UsageError(_one_line(err)) from None
     with _StoreErrors():
+        _announce_behaviour(config, cache_dir)
         ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
     click.echo(ladder.table())
     expert = ladder.expert()

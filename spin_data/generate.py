@@ -158,6 +158,17 @@ def _tasks(recipe: Recipe, source: str, checkpoint: str | None):
         k += 1
 
 
+def behaviour_config(recipe: Recipe) -> Any:
+    """The :class:`~spin_data.behaviour.BehaviourConfig` whose ladder ``recipe``'s behaviour
+    policies come from (the budget preset at the recipe's task, bins, grid, learner and seed)."""
+    from spin_data.behaviour import preset
+
+    family = registry.resolve(recipe.env).family
+    return preset(recipe.env, recipe.budget, bins=recipe.n_bins,
+                  grid=recipe.grid if family == "dmc" else "actuator",
+                  algorithm=recipe.algorithm, library=recipe.library, seed=recipe.seed)
+
+
 def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bool = True
                    ) -> tuple[dict[str, str], dict[str, Any], str | None]:
     """Train (or reuse) the recipe's behaviour run and pick its expert and medium rungs.
@@ -166,20 +177,19 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
     """
     from importlib import metadata as importlib_metadata
 
-    from spin_data.behaviour import preset, run_directory, train_behaviour
+    from spin_data.behaviour import run_directory, train_behaviour
 
-    family = registry.resolve(recipe.env).family
-    config = preset(recipe.env, recipe.budget, bins=recipe.n_bins,
-                    grid=recipe.grid if family == "dmc" else "actuator",
-                    algorithm=recipe.algorithm, seed=recipe.seed)
+    config = behaviour_config(recipe)
     ladder = train_behaviour(config, cache_dir=cache_dir, progress=progress)
     run = run_directory(config, cache_dir)
     rungs = {"expert": ladder.expert(), "medium": ladder.medium(recipe.medium_fraction)}
     checkpoints = {source: str(run / rung.checkpoint) for source, rung in rungs.items()}
     metadata = {
         "algorithm": config.algorithm,
+        "learner_library": config.library,
         "library": {name: importlib_metadata.version(name)
-                    for name in ("stable_baselines3", "torch", "gymnasium")},
+                    for name in ("stable_baselines3", "torch", "gymnasium")
+                    + (("sbx-rl", "jax") if config.library == "sbx" else ())},
         "training_steps": config.budget,
         "config": config.to_dict(),
         "cache_key": config.cache_key(),

@@ -66,8 +66,12 @@ class Recipe:
     seed: int = 0
     # Behaviour-training budget: a preset name ("test", "default") or a number of env steps.
     budget: str | int = "default"
-    # Behaviour algorithm ("sac", "ppo") or None for the environment family's default.
+    # Behaviour algorithm ("sac", "tqc", "crossq", "ppo") or None for the environment family's
+    # default.
     algorithm: str | None = None
+    # Library of the behaviour learner ("sb3" or "sbx"); None: sbx for sac/tqc/crossq when it is
+    # installed, else sb3. Recipes that must give the same bytes on every machine name it.
+    library: str | None = None
     # Behaviour policies act with their distribution's mode (per-dimension argmax for PPO,
     # tanh(mean) for SAC) instead of sampling: action tuples become a function of the state.
     deterministic: bool = False
@@ -90,6 +94,8 @@ class Recipe:
             raise RecipeError(f"maze actuators are on/off: bins must be 2, got {self.bins}")
         if self.grid not in ("actuator", "unit"):
             raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
+        if self.library not in (None, "sb3", "sbx"):
+            raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
         size = DEFAULT_SIZES[self.quality] if self.size is None else self.size
         if not isinstance(size, int) or size <= 0:
             raise RecipeError(f"size must be a positive number of transitions, got {self.size!r}")
