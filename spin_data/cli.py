@@ -414,6 +414,8 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
 
     ladder = load_ladder(run_directory(config, cache_dir))
     if ladder is not None and ladder.complete:
+        click.echo(f"behaviour: {config.algorithm} ({config.library}) on "
+                   f"{config.canonical_env}: complete in the cache", err=True)
         return
     click.echo("measuring this machine's training speed for the estimate (a few seconds) ...",
                err=True)
@@ -445,9 +447,12 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Directory of runs (default: $SPIN_CACHE_DIR/behaviour, ~/.cache/spin/behaviour).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--dry-run", is_flag=True,
+              help="Only say what the run would do and how long it should take here (a few "
+                   "seconds of measured training), then exit.")
 def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorithm: str | None,
                             budget: str, seed: int, cache_dir: str | None,
-                            no_progress: bool, library: str | None) -> None:
+                            no_progress: bool, library: str | None, dry_run: bool) -> None:
     """Train a behaviour policy into a checkpoint ladder (cached and resumable).
 
     Prints the ladder (expert and medium rungs marked) and the run directory. Running the same
@@ -473,6 +478,8 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
         raise click.UsageError(_one_line(err)) from None
     with _StoreErrors():
         _announce_behaviour(config, cache_dir)
+        if dry_run:
+            return
         ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
     click.echo(ladder.table())
     expert = ladder.expert()

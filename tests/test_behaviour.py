@@ -60,7 +60,8 @@ def maze_run(cache):
 
 @pytest.fixture(scope="module")
 def cheetah_run(cache):
-    config = preset("cheetah", "test")
+    # stable-baselines3's SAC (torch), the design's named dependency: sbx has tests of its own.
+    config = preset("cheetah", "test", library="sb3")
     ladder = train_behaviour(config, cache_dir=cache, progress=False)
     return config, ladder
 
@@ -337,7 +338,8 @@ def test_config_defaults_presets_and_cache_key():
     assert BehaviourConfig("cheetah", seed=1).cache_key() != cheetah.cache_key()
     assert BehaviourConfig("cheetah", budget=5).cache_key() != cheetah.cache_key()
     assert BehaviourConfig.from_dict(json.loads(json.dumps(cheetah.to_dict()))) == cheetah
-    assert preset("cheetah", "default").budget == 1_000_000
+    assert preset("cheetah", "default").budget == 600_000
+    assert preset("cheetah", "default").eval_every == 25_000
     assert preset("maze-5", 20_000).eval_every == 2_000
     for bad in [{"env": "nope"}, {"env": "maze", "bins": 3}, {"env": "cheetah", "bins": 1},
                 {"env": "cheetah", "algorithm": "dqn"}, {"env": "cheetah", "budget": 0},
@@ -368,6 +370,9 @@ def test_reward_shaping_is_potential_based():
     ["--env", "cheetah", "--bins", "1"],
     ["--env", "maze", "--bins", "3"],
     ["--env", "cheetah", "--algorithm", "dqn"],
+    ["--env", "cheetah", "--algorithm", "crossq", "--library", "sb3"],
+    ["--env", "cheetah", "--algorithm", "ppo", "--library", "sbx"],
+    ["--env", "cheetah", "--library", "jax"],
     ["--env", "cheetah", "--budget", "0"],
     ["--env", "cheetah", "--budget", "-100"],
     ["--env", "cheetah", "--budget", "lots"],
@@ -387,3 +392,15 @@ def test_cli_prints_the_ladder_and_the_run_directory(maze_run, cache):
     assert "expert" in result.output and "medium" in result.output
     assert f"run: {run_directory(config, cache)}" in result.output
     assert f"{ladder.expert().mean_return:.2f}" in result.output
+
+
+def test_cli_dry_run_says_what_and_how_long_and_trains_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["train-behaviour", "--env", "maze-5", "--budget", "test",
+                                       "--cache-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    line = next(li for li in result.output.splitlines() if li.startswith("behaviour: ppo (sb3"))
+    assert "61,440 env steps left of 61,440" in line and "a rung every 4,096 steps" in line
+    rate = float(line.split("Measured here: ")[1].split(" steps/s")[0].replace(",", ""))
+    assert rate > 100  # PPO on the maze: thousands of steps/s on any machine
+    assert "warning" not in result.output  # minutes, not hours
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing cached
