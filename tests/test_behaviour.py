@@ -338,7 +338,7 @@ def test_config_defaults_presets_and_cache_key():
     assert BehaviourConfig("cheetah", seed=1).cache_key() != cheetah.cache_key()
     assert BehaviourConfig("cheetah", budget=5).cache_key() != cheetah.cache_key()
     assert BehaviourConfig.from_dict(json.loads(json.dumps(cheetah.to_dict()))) == cheetah
-    assert preset("cheetah", "default").budget == 600_000
+    assert preset("cheetah", "default").budget == 500_000
     assert preset("cheetah", "default").eval_every == 25_000
     assert preset("maze-5", 20_000).eval_every == 2_000
     for bad in [{"env": "nope"}, {"env": "maze", "bins": 3}, {"env": "cheetah", "bins": 1},

@@ -219,7 +219,7 @@ class BehaviourConfig:
 #: Realistic training budgets (env steps) per canonical DMC task, SAC on the continuous view.
 #: Hours of CPU time each (SAC trains at about 100 steps/s on 2 cores): run these on a GPU.
 DMC_DEFAULT_BUDGETS: dict[str, int] = {
-    "cheetah-run": 600_000,
+    "cheetah-run": 500_000,
     "finger-spin": 300_000,
     "fish-swim": 400_000,
     "walker-walk": 1_000_000,
