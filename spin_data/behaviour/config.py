@@ -105,7 +105,7 @@ def default_algorithm(env: str) -> str:
 
 def default_library(algorithm: str) -> str:
     """The JAX port (sbx) for the continuous-view learners when it is installed - measured
-    2.2-2.5x SB3's training steps/s on one CPU core with the same hyperparameters
+    1.7x SB3's training steps/s on a CPU core with the same hyperparameters
     (``benchmarks/behaviour.py``) - else stable-baselines3. PPO: stable-baselines3.
 
     The choice is recorded in every run's config and dataset metadata; recipes that must give

@@ -19,7 +19,7 @@ from spin_data.behaviour.config import BehaviourConfig
 #: Runs projected past this many seconds get advice on what would be faster.
 LONG_RUN_S = 3600.0
 #: sbx over SB3 with the same hyperparameters, one CPU core (benchmarks/behaviour.py, README).
-SBX_SPEEDUP_TEXT = "2.2-2.5x SB3's steps/s on one CPU core"
+SBX_SPEEDUP_TEXT = "1.7x SB3's steps/s on a CPU core (benchmarks/behaviour.py)"
 
 
 @dataclass(frozen=True)
