@@ -198,3 +198,23 @@ def test_deterministic_collection_records_each_policy_s_mode(maze_deterministic,
         ckpt = by_sha[ds.metadata["behaviour"]["policies"][name]["checkpoint_sha256"]]
         mode = load_policy(ckpt).act(steps["observations"][rows], deterministic=True)
         np.testing.assert_array_equal(steps["actions"][rows], mode)
+
+
+def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_path):
+    """A budget too small for an expert (sbx SAC, test preset: 6k steps on finger) still makes
+    the dataset, but the store's metadata and the summary say how far the 'expert' falls short."""
+    pytest.importorskip("sbx")
+    recipe = Recipe(env="finger", quality="expert", size=2000, seed=0, budget="test",
+                    grid="unit", library="sbx", episodes_per_task=1)
+    summary = generate(recipe, str(tmp_path / "weak"), workers=1,
+                       cache_dir=str(tmp_path / "cache"), progress=False)
+    ds = open_dataset(tmp_path / "weak")
+    expert = ds.metadata["behaviour"]["policies"]["expert"]
+    assert expert["normalised"] < 0.8
+    [warning] = ds.metadata["warnings"]
+    assert f"normalised {expert['normalised']:.2f} < 0.8" in warning
+    assert "853.62" in warning  # the published expert it falls short of
+    assert summary["warnings"] == [warning]
+    assert ds.metadata["behaviour"]["learner_library"] == "sbx"
+    assert ds.metadata["behaviour"]["config"]["library"] == "sbx"
+    assert "jax" in ds.metadata["behaviour"]["library"]

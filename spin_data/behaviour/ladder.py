@@ -134,6 +134,46 @@ class Ladder:
             "data labelled 'expert' from it would be weaker than the benchmark's - train longer"
         )
 
+    def plot(self, path: str, medium_fraction: float = 0.45) -> None:
+        """A PNG of the ladder: mean return +- std per rung vs env steps, the expert and medium
+        rungs marked, the published expert / random returns (and 0.95 x expert) as lines."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self._need_rungs()
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        steps = [r.step for r in self.rungs]
+        ax.errorbar(steps, [r.mean_return for r in self.rungs],
+                    yerr=[r.std_return for r in self.rungs], marker="o", ms=3, capsize=2,
+                    label=f"{self.algorithm} rungs (mean +- std)")
+        expert = self.expert()
+        ax.scatter([expert.step], [expert.mean_return], s=90, marker="*", color="C3",
+                   zorder=3, label=f"expert rung {expert.mean_return:.1f}")
+        try:
+            medium = self.medium(medium_fraction)
+            ax.scatter([medium.step], [medium.mean_return], s=60, marker="D", color="C2",
+                       zorder=3, label=f"medium rung {medium.mean_return:.1f}")
+        except ValueError:
+            pass
+        if self.reference_expert is not None and self.reference_random is not None:
+            span = self.reference_expert - self.reference_random
+            ax.axhline(self.reference_expert, color="k", lw=0.8, ls="--",
+                       label=f"published expert {self.reference_expert:.1f}")
+            ax.axhline(self.reference_random + 0.95 * span, color="k", lw=0.6, ls=":",
+                       label="0.95 x expert (normalised)")
+            ax.axhline(self.reference_random, color="grey", lw=0.8, ls="--",
+                       label=f"published random {self.reference_random:.1f}")
+        ax.set_xlabel("training env steps")
+        ax.set_ylabel("return (stochastic policy)")
+        ax.set_title(f"{self.env}, {self.bins} bins: behaviour ladder", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
     def _need_rungs(self) -> None:
         if not self.rungs:
             raise ValueError(f"the ladder of {self.env} has no rungs yet")

@@ -168,6 +168,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _commit_ladder(run: Path, ladder: Ladder) -> None:
     _write_atomic(run / "ladder.csv", ladder.to_csv())
+    if ladder.complete:  # a picture of the finished run (learning curve, expert / medium marked)
+        ladder.plot(str(run / "ladder.png"))
     _write_atomic(run / "ladder.json", ladder.to_json())  # last: the commit point
 
 
