@@ -182,7 +182,9 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
     config = behaviour_config(recipe)
     ladder = train_behaviour(config, cache_dir=cache_dir, progress=progress)
     run = run_directory(config, cache_dir)
-    rungs = {"expert": ladder.expert(), "medium": ladder.medium(recipe.medium_fraction)}
+    # Only the sources the recipe collects: an expert-only dataset needs no earlier rung.
+    pickers = {"expert": ladder.expert, "medium": lambda: ladder.medium(recipe.medium_fraction)}
+    rungs = {source: pick() for source, pick in pickers.items() if source in recipe.mix}
     checkpoints = {source: str(run / rung.checkpoint) for source, rung in rungs.items()}
     metadata = {
         "algorithm": config.algorithm,

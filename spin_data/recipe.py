@@ -96,6 +96,14 @@ class Recipe:
             raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
         if self.library not in (None, "sb3", "sbx"):
             raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
+        if self.algorithm is not None:
+            from spin_data.behaviour.learners import check_learner
+
+            try:
+                check_learner(self.algorithm, self.library or ("sb3" if self.algorithm == "ppo"
+                                                               else "sbx"))
+            except ValueError as err:
+                raise RecipeError(str(err)) from None
         size = DEFAULT_SIZES[self.quality] if self.size is None else self.size
         if not isinstance(size, int) or size <= 0:
             raise RecipeError(f"size must be a positive number of transitions, got {self.size!r}")

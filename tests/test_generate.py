@@ -96,6 +96,9 @@ def test_killed_generate_resumes_to_the_same_store(tmp_path):
     (dict(quality="medium", mix={"super": 1.0}), "unknown mix source 'super'"),
     (dict(quality="medium", budget="huge"), "unknown budget 'huge'"),
     (dict(quality="medium", bins=3, env="maze-5"), "bins must be 2"),
+    (dict(quality="medium", algorithm="dqn"), "unknown algorithm 'dqn'"),
+    (dict(quality="medium", algorithm="crossq", library="sb3"), "crossq is not offered with sb3"),
+    (dict(quality="medium", library="jax"), "unknown library 'jax': accepted sb3, sbx"),
 ])
 def test_bad_recipes_are_refused(kwargs, message):
     with pytest.raises(RecipeError, match=message):
