@@ -126,3 +126,26 @@ def test_estimate_is_measured_and_advises_on_long_runs():
     assert "GPU" in slow_sbx.advice()
     assert [format_duration(s) for s in (42, 600, 3 * 3600 + 300, 3 * 86400)] == [
         "42 s", "10 min", "3 h 05 min", "3.0 days"]
+
+
+def test_an_interrupted_sbx_run_resumes_from_its_last_rung(tmp_path):
+    config = preset("cheetah", "test", algorithm="crossq")  # sbx: the only CrossQ offered
+
+    class Interrupt(Exception):
+        pass
+
+    seen = []
+
+    def interrupt(rung):
+        seen.append(rung.step)
+        if len(seen) == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_behaviour(config, cache_dir=tmp_path, progress=False, on_rung=interrupt)
+    run = run_directory(config, tmp_path)
+    assert (run / "resume" / "step-2000" / "replay_buffer.pkl").is_file()
+    ladder = train_behaviour(config, cache_dir=tmp_path, progress=False)
+    assert [r.step for r in ladder.rungs] == list(range(0, 6001, 1000)) and ladder.complete
+    assert [r.step for r in ladder.rungs[:3]] == seen  # the committed rungs were kept
+    assert not (run / "resume").exists() and (run / "ladder.png").is_file()

@@ -141,8 +141,6 @@ def _new_model(config: BehaviourConfig, venv: Any, device: str) -> Any:
     policy_kwargs = {"net_arch": list(config.hyperparameters["net_arch"]),
                      "activation_fn": learners.activation(config.hyperparameters["activation_fn"],
                                                           config.library)}
-    if config.library == "sbx":
-        device = "auto"  # sbx accepts only its own placement
     return _algorithm_class(config)("MlpPolicy", venv, seed=config.seed, device=device, verbose=0,
                                     policy_kwargs=policy_kwargs, **params)
 
