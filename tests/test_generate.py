@@ -221,3 +221,8 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
     assert ds.metadata["behaviour"]["learner_library"] == "sbx"
     assert ds.metadata["behaviour"]["config"]["library"] == "sbx"
     assert "jax" in ds.metadata["behaviour"]["library"]
+    from spin_data.store.tools import info_card
+
+    card = info_card(ds)  # what `spin-data info` prints: the learner, the picks, the warning
+    assert f"  behaviour     sac (sbx), 6,000 steps; expert step {expert['step']:,}" in card
+    assert warning in card

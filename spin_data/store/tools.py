@@ -848,6 +848,8 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
         "returns": returns,
         "reference_scores": reference,
         "normalised_mean_return": normalised,
+        "behaviour": md.get("behaviour"),
+        "warnings": md.get("warnings") or [],
         "combined_from": md.get("combined_from"),
         "imported_from": md.get("imported_from"),
         "creator": md.get("creator"),
@@ -891,6 +893,17 @@ def info_card(ds: Dataset) -> str:
         lines.append(f"  reference     expert {float(ref['expert']):.2f}, random "
                      f"{float(ref['random']):.2f}" + (f" ({ref['source']})" if ref.get("source")
                                                       else ""))
+    behaviour = d["behaviour"]
+    if isinstance(behaviour, dict) and behaviour.get("policies"):
+        learner = behaviour.get("algorithm", "?") + (
+            f" ({behaviour['learner_library']})" if behaviour.get("learner_library") else "")
+        picks = ", ".join(
+            f"{source} step {p['step']:,}" + (f" (normalised {p['normalised']:.3f})"
+                                             if p.get("normalised") is not None else "")
+            for source, p in behaviour["policies"].items())
+        lines.append(f"  behaviour     {learner}, {behaviour.get('training_steps', 0):,} steps; "
+                     f"{picks}")
+    lines.extend(f"  {w}" for w in d["warnings"])
     if d["combined_from"]:
         lines.append("  combined from " + ", ".join(
             f"{c.get('dataset_id')} ({c.get('quality')})" for c in d["combined_from"]))
