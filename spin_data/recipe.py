@@ -97,11 +97,11 @@ class Recipe:
         if self.library not in (None, "sb3", "sbx"):
             raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
         if self.algorithm is not None:
+            from spin_data.behaviour.config import default_library
             from spin_data.behaviour.learners import check_learner
 
             try:
-                check_learner(self.algorithm, self.library or ("sb3" if self.algorithm == "ppo"
-                                                               else "sbx"))
+                check_learner(self.algorithm, self.library or default_library(self.algorithm))
             except ValueError as err:
                 raise RecipeError(str(err)) from None
         size = DEFAULT_SIZES[self.quality] if self.size is None else self.size

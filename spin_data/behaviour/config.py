@@ -42,8 +42,8 @@ SAC_DEFAULTS: dict[str, Any] = {
     "activation_fn": "ReLU",  # hidden activation (a name from ACTIVATIONS)
 }
 
-#: TQC (Kuznetsov et al. 2020) on the continuous view: SAC's settings plus distributional critics.
-#: SB3-contrib's / sbx's defaults for the critics (5 critics x 25 quantiles, 2 dropped per net).
+#: TQC (Kuznetsov et al. 2020) on the continuous view: SAC's settings plus distributional critics
+#: with both libraries' defaults (2 critics x 25 quantiles), the top 2 quantiles of each dropped.
 TQC_DEFAULTS: dict[str, Any] = {**SAC_DEFAULTS, "top_quantiles_to_drop_per_net": 2}
 
 #: CrossQ (Bhatt et al. 2024): no target networks, batch renormalisation, actor updated every
