@@ -96,12 +96,13 @@ class Recipe:
             raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
         if self.library not in (None, "sb3", "sbx"):
             raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
-        if self.algorithm is not None:
-            from spin_data.behaviour.config import default_library
+        if self.algorithm is not None or self.library is not None:
+            from spin_data.behaviour.config import default_algorithm, default_library
             from spin_data.behaviour.learners import check_learner
 
+            algorithm = self.algorithm or default_algorithm(self.env)
             try:
-                check_learner(self.algorithm, self.library or default_library(self.algorithm))
+                check_learner(algorithm, self.library or default_library(algorithm))
             except ValueError as err:
                 raise RecipeError(str(err)) from None
         size = DEFAULT_SIZES[self.quality] if self.size is None else self.size

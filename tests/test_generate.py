@@ -99,6 +99,7 @@ def test_killed_generate_resumes_to_the_same_store(tmp_path):
     (dict(quality="medium", algorithm="dqn"), "unknown algorithm 'dqn'"),
     (dict(quality="medium", algorithm="crossq", library="sb3"), "crossq is not offered with sb3"),
     (dict(quality="medium", library="jax"), "unknown library 'jax': accepted sb3, sbx"),
+    (dict(quality="medium", env="maze-5", library="sbx"), "ppo is not offered with sbx"),
 ])
 def test_bad_recipes_are_refused(kwargs, message):
     with pytest.raises(RecipeError, match=message):
