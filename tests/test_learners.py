@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from spin_data.behaviour import BehaviourConfig, load_policy, preset, run_directory, train_behaviour
 from spin_data.behaviour import learners
@@ -23,10 +22,8 @@ pytestmark = pytest.mark.skipif(not learners.sbx_installed(), reason="needs the 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    learners.pin_threads()
-    yield
-    torch.set_num_threads(before)
+    with learners.one_thread():
+        yield
 
 
 def _trained_learner(algorithm: str, library: str, env, steps: int = 700):

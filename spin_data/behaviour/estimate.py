@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from spin_data.behaviour import learners
 from spin_data.behaviour.config import BehaviourConfig
@@ -97,31 +96,31 @@ def estimate_training(config: BehaviourConfig, *, steps_done: int = 0, rungs_don
     )
     from spin_data.collect import UniformRandomPolicy
 
-    learners.pin_threads()
-    device = resolve_device(config, device)
-    # A throw-away copy that learns from its first step, with a small replay buffer.
-    probe = BehaviourConfig.from_dict({**config.to_dict(), "hyperparameters": {
-        **config.hyperparameters, **({} if config.algorithm == "ppo" else
-                                     {"learning_starts": 0, "buffer_size": 10_000})}})
-    venv = make_training_env(probe)
-    try:
-        model = _new_model(probe, venv, device)
-        chunk = _chunk(probe)
-        model.learn(chunk, progress_bar=False)  # compile (JAX) and warm caches: untimed
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < measure_s:
-            model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
-            steps += chunk
-        rate = steps / (time.perf_counter() - start)
-    finally:
-        venv.close()
-    one = BehaviourConfig.from_dict({**config.to_dict(), "eval_episodes": 1})
-    start = time.perf_counter()
-    evaluate_returns(one, UniformRandomPolicy(bin_grid_of(config)))
-    # A uniform-random episode times the simulator; the policy's forward pass adds about as
-    # much again for small MLPs, hence the factor 2 (an upper bound: rungs batch 8 episodes).
-    eval_s = 2.0 * (time.perf_counter() - start) * config.eval_episodes
-    rungs_total = -(-config.budget // config.eval_every) + 1
+    with learners.one_thread():  # measured as the run will train: one thread
+        device = resolve_device(config, device)
+        # A throw-away copy that learns from its first step, with a small replay buffer.
+        probe = BehaviourConfig.from_dict({**config.to_dict(), "hyperparameters": {
+            **config.hyperparameters, **({} if config.algorithm == "ppo" else
+                                         {"learning_starts": 0, "buffer_size": 10_000})}})
+        venv = make_training_env(probe)
+        try:
+            model = _new_model(probe, venv, device)
+            chunk = _chunk(probe)
+            model.learn(chunk, progress_bar=False)  # compile (JAX) and warm caches: untimed
+            steps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < measure_s:
+                model.learn(chunk, reset_num_timesteps=False, progress_bar=False)
+                steps += chunk
+            rate = steps / (time.perf_counter() - start)
+        finally:
+            venv.close()
+        one = BehaviourConfig.from_dict({**config.to_dict(), "eval_episodes": 1})
+        start = time.perf_counter()
+        evaluate_returns(one, UniformRandomPolicy(bin_grid_of(config)))
+        # A uniform-random episode times the simulator; the policy's forward pass adds about as
+        # much again for small MLPs, hence the factor 2 (an upper bound: rungs batch 8 episodes).
+        eval_s = 2.0 * (time.perf_counter() - start) * config.eval_episodes
+        rungs_total = -(-config.budget // config.eval_every) + 1
     return TrainingEstimate(config=config, steps_left=max(0, config.budget - steps_done),
                             steps_per_s=rate, rungs_left=max(0, rungs_total - rungs_done),
                             eval_s=eval_s, device=device)

@@ -28,8 +28,11 @@ also keeps a busy host from slowing the run to a crawl.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -67,15 +70,31 @@ def check_learner(algorithm: str, library: str) -> None:
         raise ValueError(f"{algorithm} is not offered with {library}: accepted {offered}")
 
 
+def _xla_one_thread() -> None:
+    # XLA reads its flags once, when JAX is imported: later calls cannot change them.
+    if "jax" not in sys.modules:
+        os.environ.setdefault("XLA_FLAGS", ONE_THREAD_XLA_FLAGS)
+
+
 def pin_threads() -> None:
     """One torch thread and (if JAX is not imported yet) one XLA thread for this process."""
-    import sys
-
     import torch
 
     torch.set_num_threads(1)
-    if "jax" not in sys.modules:
-        os.environ.setdefault("XLA_FLAGS", ONE_THREAD_XLA_FLAGS)
+    _xla_one_thread()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """:func:`pin_threads` for the duration of a block; torch's thread count is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    pin_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def algorithm_class(algorithm: str, library: str) -> Any:
@@ -90,7 +109,7 @@ def algorithm_class(algorithm: str, library: str) -> Any:
             raise LearnerUnavailable(
                 f"{algorithm}/sbx needs the JAX learners: pip install -e '.[sbx]' "
                 "(or choose --library sb3)")
-        pin_threads()
+        _xla_one_thread()
         import sbx
 
         return {"sac": sbx.SAC, "tqc": sbx.TQC, "crossq": sbx.CrossQ}[algorithm]

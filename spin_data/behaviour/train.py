@@ -135,8 +135,6 @@ def resolve_device(config: BehaviourConfig, device: str) -> str:
 
 
 def _new_model(config: BehaviourConfig, venv: Any, device: str) -> Any:
-    import torch
-
     params = {k: v for k, v in config.hyperparameters.items() if k not in SPIN_KEYS}
     policy_kwargs = {"net_arch": list(config.hyperparameters["net_arch"]),
                      "activation_fn": learners.activation(config.hyperparameters["activation_fn"],
@@ -250,15 +248,9 @@ def train_behaviour(
     if done is not None and done.complete:
         return done
     run.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    threads = torch.get_num_threads()
-    learners.pin_threads()  # see spin_data.behaviour.learners: one thread is the fast setting
-    try:
-        with _run_lock(run):
-            return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
-    finally:
-        torch.set_num_threads(threads)
+    # One torch/XLA thread is the fast setting for these small updates (see learners).
+    with learners.one_thread(), _run_lock(run):
+        return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
 
 
 def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
