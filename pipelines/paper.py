@@ -3,8 +3,11 @@
 A pipeline report with ``paper: table1`` (or ``table2``, ``maze``) prints, per block of the
 paper's table, one ``ours`` row and one ``paper`` row per task: final return mean +- std over
 seeds, the block's average return and time to target (the paper's Table 1 / 2 / 13), then the
-per-task times to target (Tables 5 / 6 / 14). Each cell of ours comes from
-``spin_train.report.compare`` over the pipeline's runs of the matching dataset and method.
+per-task times to target (Tables 5 / 6 / 14). ``paper: table4`` (a table of ``kind:
+fraction_at_step``) prints instead the percent of F-IQL's final return each method reached after
+a number of gradient steps (the paper's Table 4: after 10,000 of 1M; ours: the report's
+``at_step``). Each cell of ours comes from ``spin_train.report.compare`` over the pipeline's runs
+of the matching dataset and method.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
             ``quality`` of its dataset.
     """
     table = load_paper_tables()["tables"][table_key]
+    if table.get("kind") == "fraction_at_step":
+        return _compare_fraction_at_step(table, list(groups), ours_setting)
     ours = _Ours(groups)
     methods = list(table["methods"])
     out = [f"Paper: {load_paper_tables()['source']}: {table['title']}.",
@@ -166,3 +171,67 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
             rows.append(["", "paper"] + [f"{row['time_min'][m]:.1f}" for m in methods])
     out += _align(rows)
     return "\n".join(out)
+
+
+def _percent(g: dict[str, Any] | None) -> tuple[str, float | None]:
+    """Our "% of target after at_step" cell (mean ± std over the runs evaluated by then)."""
+    if g is None or g.get("fraction_at_step_mean") is None:
+        return "-", None
+    mean, std = 100 * g["fraction_at_step_mean"], 100 * g["fraction_at_step_std"]
+    runs = g.get("fraction_at_step_runs", g["seeds"])
+    note = "" if runs == g["seeds"] else f" ({runs}/{g['seeds']})"
+    return f"{mean:.1f}% ± {std:.1f}%{note}", mean
+
+
+def _compare_fraction_at_step(table: dict[str, Any], groups: list[dict[str, Any]],
+                              ours_setting: str) -> str:
+    """The paper's Table 4 (percent of F-IQL's final return after N steps) beside ours."""
+    ours = _Ours(groups)
+    methods = list(table["methods"])
+    ours_steps = sorted({int(g["at_step"]) for g in groups})
+    steps_text = "/".join(f"{s:,}" for s in ours_steps) or "-"
+    out = [f"Paper: {load_paper_tables()['source']}: {table['title']}.",
+           f"Percentages from the paper's {table['percent_from']}; paper setting: "
+           f"{table['setting']}; target: {table['target']}.",
+           f"ours = this pipeline's runs: percent of the target (the report's, by default F-IQL's "
+           f"mean final return) after {steps_text} gradient steps, mean ± std over seeds; "
+           f"paper = the paper's number after {int(table['at_step']):,} steps."]
+    if ours_setting:
+        out.append(f"Our setting: {ours_setting}.")
+    out.append("")
+    n_total = 0
+    for block in table["blocks"]:
+        block_rows = [row for row in block["rows"]
+                      if any(ours.find(row["match"], m) for m in methods)]
+        if not block_rows:
+            continue  # a block this pipeline has no runs for (e.g. another quality)
+        rows: list[list[str]] = [[block["label"], ""] + methods]
+        values: dict[str, list[float | None]] = {m: [] for m in methods}
+        for row in block_rows:
+            mine, theirs = [row["label"], "ours"], ["", "paper"]
+            for m in methods:
+                text, value = _percent(ours.find(row["match"], m))
+                mine.append(text)
+                theirs.append(f"{row['percent'][m]:.1f}%" if m in row["percent"] else "-")
+                values[m].append(value)
+            rows += [mine, theirs]
+        n = len(block_rows)
+        n_total += n
+        if n > 1:
+            rows.append(["Average", "ours"]
+                        + [_partial_percent(values[m], n) for m in methods])
+            note = "" if n == len(block["rows"]) else f" (all {len(block['rows'])} tasks)"
+            rows.append([note.strip(), "paper"]
+                        + [f"{block['average_percent'][m]:.1f}%" for m in methods])
+        out += _align(rows) + [""]
+    if n_total == 0:
+        out.append("(no run of this pipeline matches a row of the paper's table)")
+    return "\n".join(out).rstrip()
+
+
+def _partial_percent(values: list[float | None], total: int) -> str:
+    have = [v for v in values if v is not None]
+    if not have:
+        return "-"
+    text = f"{sum(have) / len(have):.1f}%"
+    return text if len(have) == total else f"{text} ({len(have)}/{total} rows)"

@@ -138,22 +138,26 @@ def test_graph_dependencies_identities_and_dry_run(tmp_path):
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
-@pytest.mark.parametrize("name, steps, kinds", [
-    ("quickstart", 10, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 6, "report": 1}),
+@pytest.mark.parametrize("name, steps, kinds, paper", [
+    ("quickstart", 10, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 6, "report": 1},
+     "maze"),
     ("table1", 357, {"behaviour": 4, "dataset": 16, "pretrain": 16, "policy": 320,
-                     "report": 1}),
-    ("table2", 70, {"behaviour": 3, "dataset": 3, "pretrain": 3, "policy": 60, "report": 1}),
-    ("maze", 70, {"behaviour": 3, "dataset": 3, "pretrain": 3, "policy": 60, "report": 1}),
+                     "report": 1}, "table1"),
+    ("table2", 70, {"behaviour": 3, "dataset": 3, "pretrain": 3, "policy": 60, "report": 1},
+     "table2"),
+    ("maze", 70, {"behaviour": 3, "dataset": 3, "pretrain": 3, "policy": 60, "report": 1},
+     "maze"),
+    ("dmc-small", 10, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 6, "report": 1},
+     "table4"),
 ])
-def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds):
+def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds, paper):
     graph = build_graph(load_pipeline(REPO / "pipelines" / f"{name}.yaml", out=tmp_path))
     assert len(graph.steps) == steps
     counts: dict[str, int] = {}
     for s in graph.order:
         counts[s.kind] = counts.get(s.kind, 0) + 1
     assert counts == kinds
-    assert graph.steps["report"].params["paper"] == ("maze" if name in ("quickstart", "maze")
-                                                     else name)
+    assert graph.steps["report"].params["paper"] == paper
 
 
 # ============================================================================= (b) bad input
@@ -345,3 +349,64 @@ def test_report_names_spin_and_f_iql_with_a_valid_png(local_run):
     assert "0 ran, 5 done earlier" in again.output
     assert f"report: {report.dir / 'report.md'}" in again.output
     assert "SPIN" in again.output and "F-IQL" in again.output
+
+
+# ============================================================================= paper tables
+def _summary(actor: str, env: str, quality: str, **values) -> dict:
+    """A ``spin_train.report.compare`` summary as the report step hands it to the paper tables
+    (with the dataset's env_task, bins and quality added)."""
+    summary = {"actor": actor, "algo": "iql", "env_task": env, "bins": 3, "quality": quality,
+               "seeds": 3, "reached": 3, "final_return_mean": None, "final_return_std": None,
+               "time_to_target_s_mean": None, "at_step": 1000, "fraction_at_step_mean": None,
+               "fraction_at_step_std": None, "fraction_at_step_runs": 3}
+    summary.update(values)
+    return summary
+
+
+def test_paper_table4_sits_beside_our_fraction_at_step():
+    from pipelines.paper import compare_with_paper
+
+    groups = [_summary("spin", "cheetah-run", "medium-expert", fraction_at_step_mean=0.9123,
+                       fraction_at_step_std=0.0456),
+              _summary("factored", "cheetah-run", "medium-expert", fraction_at_step_mean=0.4,
+                       fraction_at_step_std=0.1, fraction_at_step_runs=2)]
+    text = compare_with_paper("table4", groups, "10,000 gradient steps per run")
+    lines = text.splitlines()
+    ours = next(line for line in lines if line.startswith("cheetah"))
+    paper = lines[lines.index(ours) + 1]
+    # Our cells: percent mean ± std over seeds, the seeds evaluated by then when not all were.
+    assert ours.split()[1:] == ["ours", "40.0%", "±", "10.0%", "(2/3)", "-", "-", "91.2%", "±",
+                                "4.6%"]
+    assert paper.split() == ["paper", "30.3%", "40.9%", "46.1%", "90.6%"]  # the paper's row
+    assert "after 1,000 gradient steps" in text and "after 10,000 steps" in text
+    # Only blocks with runs are printed, and one matched row has no "Average" line.
+    assert "Medium-Expert" in text and "Random-Medium-Expert" not in text
+    assert "Average" not in text
+
+    two = groups + [_summary("spin", "finger-spin", "medium-expert", fraction_at_step_mean=0.5,
+                             fraction_at_step_std=0.0)]
+    average = next(line for line in compare_with_paper("table4", two).splitlines()
+                   if line.startswith("Average"))
+    # F-IQL has one of the two rows (said so); SPIN's is (91.23 + 50) / 2.
+    assert average.split() == ["Average", "ours", "40.0%", "(1/2", "rows)", "-", "-", "70.6%"]
+
+    nothing = compare_with_paper("table4", [_summary("spin", "maze-5", "medium-expert")])
+    assert "no run of this pipeline matches" in nothing
+
+
+def test_paper_table1_sits_beside_our_returns_and_times():
+    from pipelines.paper import compare_with_paper
+
+    groups = [_summary("spin", "cheetah-run", "medium", final_return_mean=290.04,
+                       final_return_std=5.0, time_to_target_s_mean=150.0),
+              _summary("factored", "cheetah-run", "medium", final_return_mean=280.0,
+                       final_return_std=1.25, time_to_target_s_mean=600.0, reached=2)]
+    lines = compare_with_paper("table1", groups).splitlines()
+    ours = next(line for line in lines if line.startswith("cheetah") and "ours" in line)
+    assert ours.split() == ["cheetah", "ours", "280.0", "±", "1.2", "-", "-", "290.0", "±", "5.0"]
+    assert lines[lines.index(ours) + 1].split() == [
+        "paper", "293.0", "±", "6.9", "284.7", "±", "7.2", "293.5", "±", "6.1", "293.6", "±",
+        "4.1"]
+    per_task = lines[next(i for i, line in enumerate(lines) if line.startswith("Time to target")):]
+    times = next(line for line in per_task if line.startswith("cheetah"))  # the Medium block's
+    assert times.split() == ["cheetah", "ours", "10.0", "(2/3)", "-", "-", "2.5"]
