@@ -17,9 +17,7 @@ from typing import Any
 
 import click
 
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
+from spin_data.text import one_line
 
 
 class _OneLineErrors(click.Group):
@@ -33,10 +31,10 @@ class _OneLineErrors(click.Group):
         except click.exceptions.Exit as exit_:
             sys.exit(exit_.exit_code)
         except click.UsageError as err:
-            click.echo(f"spin-pipeline: error: {_one_line(err.format_message())}", err=True)
+            click.echo(f"spin-pipeline: error: {one_line(err.format_message())}", err=True)
             sys.exit(2)
         except click.ClickException as err:
-            click.echo(f"spin-pipeline: error: {_one_line(err.format_message())}", err=True)
+            click.echo(f"spin-pipeline: error: {one_line(err.format_message())}", err=True)
             sys.exit(err.exit_code)
         except (click.Abort, KeyboardInterrupt):
             click.echo("spin-pipeline: interrupted; run the same command again to resume "
@@ -108,7 +106,7 @@ def _run(graph, executor_kind: str, workers: int, address: str | None, keep_goin
                                    ) from None
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise click.ClickException(f"cannot start the {executor_kind} executor: "
-                                   f"{_one_line(err)}") from None
+                                   f"{one_line(err)}") from None
     p = graph.pipeline
     click.echo(f"pipeline {p.name}: {len(graph.steps)} steps on {executor.label} -> {p.out}")
     progress = Progress(total=len(graph.steps), heartbeat_s=heartbeat)

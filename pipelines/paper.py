@@ -18,6 +18,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from spin_data.text import align_rows
+
 PAPER_FILE = Path(__file__).with_name("paper_numbers.yaml")
 
 
@@ -43,16 +45,6 @@ def _pm(mean: float | None, std: float | None, digits: int = 1) -> str:
     if mean is None:
         return "-"
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
-
-
-def _align(rows: list[list[str]], left: int = 2) -> list[str]:
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(w) if c < left else cell.rjust(w)
-                 for c, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-    return lines
 
 
 class _Ours:
@@ -143,7 +135,7 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
         rows.append(["Time to Target (min)", "ours"]
                     + [_partial(block_time[m], n, sum) for m in methods])
         rows.append(["", "paper"] + [f"{block['time_to_target_min'][m]:.1f}" for m in methods])
-        out += _align(rows) + [""]
+        out += align_rows(rows, left={0, 1}, rule=False).splitlines() + [""]
         for m in methods:
             overall_ret[m] += block_ret[m]
             overall_time[m] += block_time[m]
@@ -158,7 +150,7 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
                 ["Overall Time to Target (min)", "ours"]
                 + [_partial(overall_time[m], n_rows_total, sum) for m in methods],
                 ["", "paper"] + [f"{over['time_to_target_min'][m]:.1f}" for m in methods]]
-        out += _align(rows) + [""]
+        out += align_rows(rows, left={0, 1}, rule=False).splitlines() + [""]
 
     # Per-row times (the paper's appendix table).
     rows = [[f"Time to target (min), {table['times_from'].split(' (')[0]}", ""] + methods]
@@ -169,7 +161,7 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
             rows.append([row["label"], "ours"]
                         + [_time_cell(ours.find(row["match"], m))[0] for m in methods])
             rows.append(["", "paper"] + [f"{row['time_min'][m]:.1f}" for m in methods])
-    out += _align(rows)
+    out += align_rows(rows, left={0, 1}, rule=False).splitlines()
     return "\n".join(out)
 
 
@@ -223,7 +215,7 @@ def _compare_fraction_at_step(table: dict[str, Any], groups: list[dict[str, Any]
             note = "" if n == len(block["rows"]) else f" (all {len(block['rows'])} tasks)"
             rows.append([note.strip(), "paper"]
                         + [f"{block['average_percent'][m]:.1f}%" for m in methods])
-        out += _align(rows) + [""]
+        out += align_rows(rows, left={0, 1}, rule=False).splitlines() + [""]
     if n_total == 0:
         out.append("(no run of this pipeline matches a row of the paper's table)")
     return "\n".join(out).rstrip()

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipelines.graph import read_step_file
 from pipelines.paper import compare_with_paper, method_label
-from spin_train.report import align_rows
+from spin_data.text import align_rows
 
 
 def results_table(result: dict[Any, dict[str, Any]]) -> str:

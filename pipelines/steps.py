@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pipelines.graph import STEP_FILE, digest, read_step_file
+from spin_data.files import exclusive_lock, write_text_atomic
 
 
 class StepBusy(RuntimeError):
@@ -37,29 +38,13 @@ def _now() -> str:
 
 def write_record(step_dir: Path, record: dict[str, Any]) -> None:
     """Write ``step.json`` atomically: readers see the old record or the new one, never half."""
-    tmp = step_dir / f".{STEP_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, step_dir / STEP_FILE)
+    write_text_atomic(step_dir / STEP_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
-@contextlib.contextmanager
-def _locked(step_dir: Path) -> Iterator[None]:
+def _locked(step_dir: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock on the step directory for the step's whole run (POSIX flock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, as before pipelines existed
-        yield
-        return
-    with open(step_dir / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StepBusy(f"{step_dir} is being run by another process (its .lock is held)"
-                           ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(step_dir / ".lock", lambda: StepBusy(
+        f"{step_dir} is being run by another process (its .lock is held)"))
 
 
 @contextlib.contextmanager

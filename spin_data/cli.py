@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from spin_data.envs import registry
+from spin_data.text import align_rows, one_line
 
 
 def format_count(n: int) -> str:
@@ -59,16 +60,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(headers)]
-    right = {2, 3, 4, 5, 6, 7, 8}
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])] + [line(row) for row in body]
-    return "\n".join(out)
+    return align_rows([headers] + body, left={0, 1})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,10 +121,6 @@ def envs(names: tuple[str, ...], bins: int, grid: str, suite: bool, fmt: str) ->
 # line ("Error: <store>: <problem>") and exit 1; bad arguments exit 2 (click's usage errors).
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 class _StoreErrors:
     """Context manager: the store's and the tools' errors -> one-line click errors, no traceback."""
 
@@ -147,13 +135,13 @@ class _StoreErrors:
         from spin_data.store.tools import PickleNotAllowed
 
         if isinstance(err, PickleNotAllowed):
-            raise click.UsageError(_one_line(err)) from None
+            raise click.UsageError(one_line(err)) from None
         if isinstance(err, UnknownEnvironment):
-            raise click.BadParameter(_one_line(err), param_hint="--env") from None
+            raise click.BadParameter(one_line(err), param_hint="--env") from None
         if isinstance(err, (ValueError, RuntimeError, OSError)):
             # DatasetOpenError, StoreLocationError, DatasetWriteError, ToolError, BinGridError
             # are ValueErrors; StagingExists is a RuntimeError; OSError: unreadable/unwritable.
-            raise click.ClickException(_one_line(err)) from None
+            raise click.ClickException(one_line(err)) from None
         return False
 
 
@@ -333,7 +321,7 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
                                      algorithm=algorithm, library=library,
                                      deterministic=deterministic)
     except ValueError as err:
-        raise click.BadParameter(_one_line(err)) from None
+        raise click.BadParameter(one_line(err)) from None
     location = out or str(recipes.data_root() / recipe.name)
     with _StoreErrors():
         if discard:
@@ -465,7 +453,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
     try:
         spec = registry.resolve(env_name)
     except ValueError as err:
-        raise click.BadParameter(_one_line(err), param_hint="--env") from None
+        raise click.BadParameter(one_line(err), param_hint="--env") from None
     if spec.family == "maze" and bins not in (None, 2):
         raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
                                  param_hint="--bins")
@@ -475,7 +463,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
         config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm,
                         library=library, seed=seed)
     except ValueError as err:
-        raise click.UsageError(_one_line(err)) from None
+        raise click.UsageError(one_line(err)) from None
     with _StoreErrors():
         _announce_behaviour(config, cache_dir)
         if dry_run:

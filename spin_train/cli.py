@@ -13,11 +13,8 @@ from typing import Any
 
 import click
 
+from spin_data.text import one_line
 from spin_train.options import config_options, given
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _require(kwargs: dict[str, Any], *names: str) -> None:
@@ -32,7 +29,7 @@ def _make_config(cls: type, **kwargs: Any):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise click.UsageError(_one_line(err)) from None
+        raise click.UsageError(one_line(err)) from None
 
 
 class _RunErrors:
@@ -48,9 +45,9 @@ class _RunErrors:
         from spin_train.device import DeviceError
 
         if isinstance(err, DeviceError):
-            raise click.BadParameter(_one_line(err), param_hint="--device") from None
+            raise click.BadParameter(one_line(err), param_hint="--device") from None
         if isinstance(err, (ValueError, RuntimeError, OSError, KeyError)):
-            raise click.ClickException(_one_line(err)) from None
+            raise click.ClickException(one_line(err)) from None
         return False
 
 

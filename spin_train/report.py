@@ -26,6 +26,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from spin_data.text import align_rows
 from spin_train.runs import RunError, read_metrics
 
 #: Actor order of the tables and plots (SPIN first, then the paper's baselines).
@@ -284,20 +285,6 @@ def table_rows(result: dict[GroupKey, dict[str, Any]]) -> list[list[str]]:
                      _pm(g["final_return_mean"], g["final_return_std"], 2),
                      _pm(g["normalised_mean"], g["normalised_std"], 3), ttt, at, target])
     return rows
-
-
-def align_rows(rows: list[list[str]], left: set[int]) -> str:
-    """Rows of cells (the first is the header) as aligned text: columns in ``left`` to the left,
-    the others (numbers) to the right, a rule under the header."""
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [cell.ljust(w) if c in left else cell.rjust(w)
-                 for c, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def format_table(result: dict[GroupKey, dict[str, Any]]) -> str:

@@ -24,6 +24,8 @@ from typing import Any, Iterable
 
 import torch
 
+from spin_data.files import replace_atomically, write_text_atomic
+
 
 class RunError(ValueError):
     """A run directory that cannot be used as asked (holds another run, missing files)."""
@@ -31,12 +33,7 @@ class RunError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -121,10 +118,7 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write JSON atomically (indent 2)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from spin_data.envs.bins import BinGrid
+from spin_data.files import replace_atomically
 
 POLICY_SPEC_VERSION = 1
 
@@ -150,10 +151,7 @@ def save_weights(module: torch.nn.Module, path: Path) -> str:
 
 def save_state(state: dict[str, torch.Tensor], path: Path) -> str:
     """``torch.save`` a dict of tensors to ``path`` atomically; returns the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: torch.save(state, tmp))
     return file_sha256(path)
 
 

@@ -23,7 +23,6 @@ envs restart their episodes and torch's RNG state is not restored).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from spin_data.behaviour.policy import (
 )
 from spin_data.collect import UniformRandomPolicy, collect_episodes
 from spin_data.envs import registry
+from spin_data.files import exclusive_lock, write_text_atomic
 
 #: Evaluation episodes reset with seeds EVAL_SEED_BASE + 10_000 * config.seed + e, far from the
 #: training envs' seeds (config.seed + i), and identical at every rung (common random numbers).
@@ -156,28 +156,16 @@ def evaluate_returns(config: BehaviourConfig, policy: Any) -> np.ndarray:
 
 
 # ============================================================================= files
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _commit_ladder(run: Path, ladder: Ladder) -> None:
-    _write_atomic(run / "ladder.csv", ladder.to_csv())
+    write_text_atomic(run / "ladder.csv", ladder.to_csv())
     if ladder.complete:  # a picture of the finished run (learning curve, expert / medium marked)
         ladder.plot(str(run / "ladder.png"))
-    _write_atomic(run / "ladder.json", ladder.to_json())  # last: the commit point
+    write_text_atomic(run / "ladder.json", ladder.to_json())  # last: the commit point
 
 
-@contextlib.contextmanager
-def _run_lock(run: Path) -> Iterator[None]:
-    # An flock dies with its process, so a crashed run never leaves a stale lock behind.
-    with open(run / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{run}: another process is training this run") from None
-        yield
+def _run_lock(run: Path) -> contextlib.AbstractContextManager[None]:
+    return exclusive_lock(run / ".lock",
+                          lambda: RunLocked(f"{run}: another process is training this run"))
 
 
 def load_ladder(run: str | os.PathLike) -> Ladder | None:
@@ -258,7 +246,7 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
     ladder = load_ladder(run)
     if ladder is not None and ladder.complete:
         return ladder  # another process finished it between our first look and the lock
-    _write_atomic(run / "config.json", json.dumps(config.to_dict(), indent=2))
+    write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=2))
     venv = make_training_env(config)
     try:
         model, ladder = _start_or_resume(config, run, venv, ladder, device)
@@ -272,7 +260,7 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
             env=config.canonical_env, bins=config.bins, grid=config.grid,
             cache_key=config.cache_key(),
             learner={"algorithm": config.algorithm, "library": config.library})
-        _write_atomic(run / "policy.json", json.dumps(spec, indent=2))
+        write_text_atomic(run / "policy.json", json.dumps(spec, indent=2))
         policy = BehaviourPolicy(build_policy_module(spec), spec)
 
         def add_rung(wall_seconds: float) -> Rung:

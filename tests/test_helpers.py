@@ -1,0 +1,63 @@
+"""spin_data.files and spin_data.text: the one home of atomic writes, locks, one-line errors and
+aligned tables (used by behaviour runs, stage-1/2 runs, pipeline steps and every CLI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from spin_data.files import exclusive_lock, replace_atomically, write_text_atomic
+from spin_data.text import align_rows, one_line
+
+
+class Busy(RuntimeError):
+    pass
+
+
+def test_atomic_write_replaces_whole_and_a_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "sub" / "state.json"
+    write_text_atomic(path, "old\n")  # creates the parent
+    assert path.read_text() == "old\n"
+
+    def half_then_crash(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_atomically(path, half_then_crash)
+    assert path.read_text() == "old\n"  # untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json"]  # no temp left
+    write_text_atomic(path, "new\n")
+    assert path.read_text() == "new\n"
+
+
+def test_exclusive_lock_refuses_a_second_process_and_frees_on_exit(tmp_path):
+    lock = tmp_path / ".lock"
+    probe = textwrap.dedent(f"""
+        import sys
+        from spin_data.files import exclusive_lock
+        try:
+            with exclusive_lock({str(lock)!r}, lambda: RuntimeError("busy")):
+                print("got it")
+        except RuntimeError as err:
+            print(err)
+    """)
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    with exclusive_lock(lock, lambda: Busy("held")):
+        assert other_process() == "busy"
+    assert other_process() == "got it"  # released when the block ended
+
+
+def test_one_line_and_align_rows():
+    assert one_line(ValueError("bad\n   value:\tx ")) == "bad value: x"
+    assert one_line(KeyError()) == "KeyError"  # an empty message names the type
+    rows = [["name", "n"], ["a", "10"], ["long", "2"]]
+    assert align_rows(rows, left={0}) == "name   n\n----  --\na     10\nlong   2"
+    assert align_rows(rows, left={0}, rule=False).splitlines()[1] == "a     10"
