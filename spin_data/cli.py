@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from spin_data.envs import registry
-from spin_data.text import align_rows, one_line
+from spin_data.text import align_rows, click_errors, one_line
 
 
 def format_count(n: int) -> str:
@@ -121,28 +122,14 @@ def envs(names: tuple[str, ...], bins: int, grid: str, suite: bool, fmt: str) ->
 # line ("Error: <store>: <problem>") and exit 1; bad arguments exit 2 (click's usage errors).
 
 
-class _StoreErrors:
-    """Context manager: the store's and the tools' errors -> one-line click errors, no traceback."""
+def _store_errors() -> contextlib.AbstractContextManager[None]:
+    """The store's and the tools' errors -> one-line click errors, no traceback."""
+    from spin_data.envs.registry import UnknownEnvironment
+    from spin_data.store.tools import PickleNotAllowed
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
-        if err is None or isinstance(err, (click.exceptions.ClickException, click.exceptions.Exit,
-                                           click.exceptions.Abort)):
-            return False
-        from spin_data.envs.registry import UnknownEnvironment
-        from spin_data.store.tools import PickleNotAllowed
-
-        if isinstance(err, PickleNotAllowed):
-            raise click.UsageError(one_line(err)) from None
-        if isinstance(err, UnknownEnvironment):
-            raise click.BadParameter(one_line(err), param_hint="--env") from None
-        if isinstance(err, (ValueError, RuntimeError, OSError)):
-            # DatasetOpenError, StoreLocationError, DatasetWriteError, ToolError, BinGridError
-            # are ValueErrors; StagingExists is a RuntimeError; OSError: unreadable/unwritable.
-            raise click.ClickException(one_line(err)) from None
-        return False
+    # DatasetOpenError, StoreLocationError, DatasetWriteError, ToolError, BinGridError are
+    # ValueErrors; StagingExists is a RuntimeError; OSError: unreadable/unwritable.
+    return click_errors(usage=(PickleNotAllowed,), parameters={UnknownEnvironment: "--env"})
 
 
 @main.command()
@@ -155,7 +142,7 @@ def info(store: str, as_json: bool) -> None:
     """
     from spin_data.store import open_dataset, tools
 
-    with _StoreErrors():
+    with _store_errors():
         ds = open_dataset(store)
         if as_json:
             click.echo(json.dumps(tools.info_dict(ds), indent=2))
@@ -172,7 +159,7 @@ def verify(store: str) -> None:
     """
     from spin_data.store import tools
 
-    with _StoreErrors():
+    with _store_errors():
         report = tools.verify(store)
     for problem in report.problems:
         click.echo(f"{store}: {problem}", err=True)
@@ -200,7 +187,7 @@ def combine(stores: tuple[str, ...], out: str, dataset_id: str | None, workers: 
     if len(stores) < 2:
         raise click.BadParameter(f"combine needs at least two stores, got {len(stores)}",
                                  param_hint="STORES")
-    with _StoreErrors():
+    with _store_errors():
         location = tools.combine(list(stores), out, dataset_id=dataset_id, workers=workers)
     click.echo(f"published {location}")
 
@@ -215,7 +202,7 @@ def export(store: str, fmt: str, out: str) -> None:
     """Export STORE as plain numeric arrays (loads with numpy, no pickle)."""
     from spin_data.store import tools
 
-    with _StoreErrors():
+    with _store_errors():
         path = tools.export_npz(store, out)
     click.echo(f"wrote {path}")
 
@@ -247,7 +234,7 @@ def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: s
 
     if not allow_pickle:
         raise click.UsageError(f"{pickle_path}: refused: {tools.PICKLE_REFUSAL}")
-    with _StoreErrors():
+    with _store_errors():
         spec = registry.resolve(env_name)
         if spec.family != "dmc" and bins not in (None, 2):
             raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
@@ -323,7 +310,7 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
     except ValueError as err:
         raise click.BadParameter(one_line(err)) from None
     location = out or str(recipes.data_root() / recipe.name)
-    with _StoreErrors():
+    with _store_errors():
         if discard:
             discard_staging(location)
         if exists(location):
@@ -464,7 +451,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
                         library=library, seed=seed)
     except ValueError as err:
         raise click.UsageError(one_line(err)) from None
-    with _StoreErrors():
+    with _store_errors():
         _announce_behaviour(config, cache_dir)
         if dry_run:
             return

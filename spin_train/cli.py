@@ -8,12 +8,13 @@ directory holding another run, a checkpoint that is not spin's) exit 1 with one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import click
 
-from spin_data.text import one_line
+from spin_data.text import click_errors, one_line
 from spin_train.options import config_options, given
 
 
@@ -32,23 +33,12 @@ def _make_config(cls: type, **kwargs: Any):
         raise click.UsageError(one_line(err)) from None
 
 
-class _RunErrors:
-    """Library errors -> one-line click errors: usage (exit 2) for a bad device, else exit 1."""
+def _run_errors() -> contextlib.AbstractContextManager[None]:
+    """Library errors -> one-line click errors: a bad --device exits 2, the others 1."""
+    from spin_train.device import DeviceError
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, err: BaseException | None, tb: Any) -> bool:
-        if err is None or isinstance(err, (click.exceptions.ClickException, click.exceptions.Exit,
-                                           click.exceptions.Abort)):
-            return False
-        from spin_train.device import DeviceError
-
-        if isinstance(err, DeviceError):
-            raise click.BadParameter(one_line(err), param_hint="--device") from None
-        if isinstance(err, (ValueError, RuntimeError, OSError, KeyError)):
-            raise click.ClickException(one_line(err)) from None
-        return False
+    return click_errors(parameters={DeviceError: "--device"},
+                        failures=(ValueError, RuntimeError, OSError, KeyError))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +71,7 @@ def pretrain(**kwargs: Any) -> None:
 
     _require(kwargs, "dataset")
     cfg = _make_config(PretrainConfig, **given(kwargs))
-    with _RunErrors():
+    with _run_errors():
         result = run(cfg)
     m = result.final_metrics
     click.echo(f"run directory: {result.run_dir}")
@@ -102,7 +92,7 @@ def probe(as_json: bool, **kwargs: Any) -> None:
 
     _require(kwargs, "asm", "dataset")
     cfg = _make_config(ProbeConfig, **given(kwargs))
-    with _RunErrors():
+    with _run_errors():
         report = run(cfg)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -136,7 +126,7 @@ def policy(**kwargs: Any) -> None:
 
     _require(kwargs, "dataset")
     cfg = _make_config(PolicyConfig, **given(kwargs))
-    with _RunErrors():
+    with _run_errors():
         result = train_policy(cfg)
     f = result.final
     click.echo(f"run directory: {result.run_dir}")
@@ -167,7 +157,7 @@ def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at
     the target after --at-step steps (paper Table 4), and their learning curves on one figure."""
     from spin_train import report
 
-    with _RunErrors():
+    with _run_errors():
         result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step)
         click.echo(report.format_table(result))
         png = report.plot_learning_curves(run_dirs, plot_path or "compare.png")
