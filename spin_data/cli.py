@@ -386,12 +386,20 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
     with advice when that is long. Nothing for a run already complete in the cache."""
     from spin_data.behaviour import load_ladder, run_directory
     from spin_data.behaviour.estimate import estimate_training
+    from spin_data.behaviour.train import find_shorter_run
 
-    ladder = load_ladder(run_directory(config, cache_dir))
+    run = run_directory(config, cache_dir)
+    ladder = load_ladder(run)
     if ladder is not None and ladder.complete:
         click.echo(f"behaviour: {config.algorithm} ({config.library}) on "
                    f"{config.canonical_env}: complete in the cache", err=True)
         return
+    if ladder is None:
+        shorter = find_shorter_run(config, run.parent)
+        if shorter is not None:
+            ladder = shorter[1]
+            click.echo(f"behaviour: extends the finished {ladder.budget:,}-step run "
+                       f"{shorter[0].name} (same settings) from its last rung", err=True)
     click.echo("measuring this machine's training speed for the estimate (a few seconds) ...",
                err=True)
     done = ladder.rungs[-1].step if ladder is not None and ladder.rungs else 0
@@ -464,6 +472,9 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
     if warning:
         click.echo(warning, err=True)
     click.echo(f"run: {run_directory(config, cache_dir)}")
+    if ladder.extended_from:
+        click.echo(f"(extended from the shorter run {config.canonical_env}-"
+                   f"{ladder.extended_from})")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,10 @@ ladder, loading without unpickling, numpy-seeded sampling, the cache, resuming, 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +31,7 @@ from spin_data.behaviour import (
 )
 from spin_data.behaviour.policy import file_sha256, make_policy_spec, save_weights
 from spin_data.behaviour.shaping import GeodesicDistance, PotentialShaping
-from spin_data.behaviour.train import evaluate_returns
+from spin_data.behaviour.train import evaluate_returns, find_shorter_run
 from spin_data.cli import main
 from spin_data.envs import make_env, reference_score
 from spin_data.envs.maze import maze_config
@@ -97,7 +99,8 @@ def test_sac_on_cheetah_learns_above_random(cheetah_run, cache):
     run = run_directory(config, cache)
     for name in ("config.json", "policy.json", "ladder.json", "ladder.csv"):
         assert (run / name).is_file()
-    assert not (run / "resume").exists()  # SB3's pickles are dropped once the run is complete
+    # Of SB3's pickles only the last rung's state stays (for extending the run), no other.
+    assert sorted(os.listdir(run / "resume")) == [f"step-{ladder.rungs[-1].step}"]
     for rung in ladder.rungs:
         assert file_sha256(run / rung.checkpoint) == rung.sha256
     csv_lines = (run / "ladder.csv").read_text().splitlines()
@@ -185,7 +188,8 @@ def test_an_interrupted_run_resumes_from_its_last_rung(cache):
     assert resumed == [8192, 12_288, 16_384]  # finished rungs are not redone
     assert [r.step for r in ladder.rungs] == [0, 4096, 8192, 12_288, 16_384]
     assert ladder.rungs[:2] == partial.rungs
-    assert ladder.complete and not (run / "resume").exists()
+    # Complete: only the last rung's training state is kept (what a longer budget extends).
+    assert ladder.complete and sorted(os.listdir(run / "resume")) == ["step-16384"]
     assert all(a.wall_seconds <= b.wall_seconds for a, b in zip(ladder.rungs, ladder.rungs[1:]))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
         Path(r.checkpoint).name for r in ladder.rungs)
@@ -207,6 +211,37 @@ def test_a_run_whose_last_resume_state_is_lost_restarts_from_the_one_before(cach
     shutil.rmtree(run / "resume" / "step-4096")  # e.g. the disk was cleaned under a live run
     ladder = train_behaviour(config, cache_dir=cache, progress=False)
     assert [r.step for r in ladder.rungs] == [0, 4096, 8192] and ladder.complete
+
+
+def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache):
+    short = BehaviourConfig("maze-5", budget=8192, eval_every=4096, eval_episodes=2, n_envs=8,
+                            seed=5)
+    first = train_behaviour(short, cache_dir=cache, progress=False)
+    short_run = run_directory(short, cache)
+    short_files = {p: p.read_bytes() for p in short_run.rglob("*") if p.is_file()}
+
+    longer = dataclasses.replace(short, budget=16_384)
+    assert find_shorter_run(longer, cache) == (short_run, first)
+    # Not extendable: another seed, or a budget that is not larger.
+    assert find_shorter_run(dataclasses.replace(longer, seed=6), cache) is None
+    assert find_shorter_run(dataclasses.replace(short, budget=4096), cache) is None
+
+    trained: list[int] = []
+    ladder = train_behaviour(longer, cache_dir=cache, progress=False,
+                             on_rung=lambda r: trained.append(r.step))
+    assert trained == [12_288, 16_384]  # only the new rungs are trained and scored
+    assert ladder.rungs[:3] == first.rungs  # the shorter run's rungs, same weights and scores
+    assert ladder.extended_from == short.cache_key() and ladder.cache_key == longer.cache_key()
+    assert ladder.complete and ladder.budget == 16_384
+    # Training time accumulates over the shorter run's: it continued, it did not restart.
+    assert ladder.rungs[3].wall_seconds > first.rungs[-1].wall_seconds
+    run = run_directory(longer, cache)
+    for rung in ladder.rungs:
+        assert file_sha256(run / rung.checkpoint) == rung.sha256
+    # The shorter run is left exactly as it was (and could be extended again).
+    assert {p: p.read_bytes() for p in short_run.rglob("*") if p.is_file()} == short_files
+    # Once complete, the longer run is read back from the cache like any other.
+    assert train_behaviour(longer, cache_dir=cache, progress=False) == ladder
 
 
 # ============================================================================= loading policies

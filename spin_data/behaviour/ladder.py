@@ -71,6 +71,8 @@ class Ladder:
             before training.
         rungs: the rungs, in increasing step order.
         complete: whether the run reached its budget.
+        extended_from: cache key of the shorter run (same settings, smaller budget) whose rungs
+            and training state this run continued, or None for a run trained from scratch.
     """
 
     env: str
@@ -83,6 +85,7 @@ class Ladder:
     random_return: float
     rungs: list[Rung] = field(default_factory=list)
     complete: bool = False
+    extended_from: str | None = None
 
     # ----------------------------------------------------------------------------- choices
     def expert(self) -> Rung:
@@ -131,7 +134,8 @@ class Ladder:
             f"warning: the best rung of {self.env} (step {expert.step}) returns "
             f"{expert.mean_return:.2f}, normalised {expert.normalised:.2f} < "
             f"{WEAK_EXPERT_THRESHOLD} of the published expert ({self.reference_expert:.2f}); "
-            "data labelled 'expert' from it would be weaker than the benchmark's - train longer"
+            "data labelled 'expert' from it would be weaker than the benchmark's - train longer "
+            f"(a larger --budget than {self.budget} continues this run from its last rung)"
         )
 
     def plot(self, path: str, medium_fraction: float = 0.45) -> None:

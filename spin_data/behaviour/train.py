@@ -11,8 +11,12 @@ Run directory ``<cache>/behaviour/<canonical env>-<cache key>/`` (``<cache>`` is
     resume/step-N/         SB3's own model.zip (+ replay_buffer.pkl for SAC) at the last rung
 
 ``resume/`` is SB3's native format, which is a pickle: spin only ever reads back files it wrote
-itself in this directory, uses them for nothing but continuing an interrupted run, deletes them
-when the run completes, and never ships them. Checkpoints are what other code loads.
+itself in this directory, uses them for nothing but continuing a run, and never ships them.
+Checkpoints are what other code loads. The last rung's resume state is kept when the run
+completes, so that a run of the same settings with a larger budget *extends* it (copies its
+rungs and training state and goes on from its last rung) instead of starting over; deleting
+``resume/`` of a finished run reclaims its disk (the replay buffer: about
+``buffer_size x 2 x obs_dim x 4`` bytes) and only gives up that extension.
 
 A rung is committed in this order: checkpoint, resume state, then ``ladder.json`` replaced
 atomically. A run killed at any point therefore restarts from its last committed rung; work
@@ -23,6 +27,7 @@ envs restart their episodes and torch's RNG state is not restored).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -190,14 +195,12 @@ def _drop_stale(run: Path, ladder: Ladder) -> None:
     """Delete resume states and checkpoints that the committed ladder does not reference."""
     keep_resume = f"step-{ladder.rungs[-1].step}" if ladder.rungs else None
     for entry in (run / "resume").glob("*") if (run / "resume").exists() else ():
-        if entry.name != keep_resume or ladder.complete:
+        if entry.name != keep_resume:
             shutil.rmtree(entry, ignore_errors=True)
     referenced = {r.checkpoint for r in ladder.rungs}
     for ckpt in (run / "checkpoints").glob("*"):
         if f"checkpoints/{ckpt.name}" not in referenced:
             ckpt.unlink()
-    if ladder.complete:
-        shutil.rmtree(run / "resume", ignore_errors=True)
 
 
 # ============================================================================= training
@@ -331,6 +334,14 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
                 return model, ladder
             ladder.rungs.pop()
             popped = True
+    shorter = find_shorter_run(config, run.parent)
+    if shorter is not None:
+        ladder = _extend(config, run, *shorter)
+        state = run / "resume" / f"step-{ladder.rungs[-1].step}"
+        model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
+        if config.algorithm != "ppo":
+            model.load_replay_buffer(state / "replay_buffer.pkl")
+        return model, ladder
     ref = registry.reference_score(config.env, config.bins)
     random_returns = evaluate_returns(
         config, UniformRandomPolicy(bin_grid_of(config)))
@@ -344,6 +355,46 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     shutil.rmtree(run / "resume", ignore_errors=True)
     return _new_model(config, venv, device), ladder
+
+
+def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Ladder] | None:
+    """The finished run in ``cache_dir`` that ``config`` can extend, or None.
+
+    That is a complete run whose settings are ``config``'s except a smaller budget (the same
+    cache key once its budget is replaced by ``config.budget``) and whose last rung's training
+    state survived; among several, the longest.
+    """
+    best: tuple[Path, Ladder] | None = None
+    for other in cache_dir.glob(f"{config.canonical_env}-*"):
+        ladder = load_ladder(other)
+        if (ladder is None or not ladder.complete or not ladder.rungs
+                or ladder.budget >= config.budget
+                or not (other / "resume" / f"step-{ladder.rungs[-1].step}" / "model.zip").exists()):
+            continue
+        try:
+            theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            continue  # unreadable or from an older spin: not ours to extend
+        if dataclasses.replace(theirs, budget=config.budget).cache_key() != config.cache_key():
+            continue
+        if best is None or ladder.budget > best[1].budget:
+            best = (other, ladder)
+    return best
+
+
+def _extend(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -> Ladder:
+    """Copy a shorter run's checkpoints and last training state into ``run``; its ladder,
+    renamed to this run, not complete. The shorter run is left as it was."""
+    last = f"step-{shorter.rungs[-1].step}"
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run / "resume", ignore_errors=True)
+    shutil.copytree(source / "checkpoints", run / "checkpoints")
+    shutil.copytree(source / "resume" / last, run / "resume" / last)
+    ladder = dataclasses.replace(shorter, cache_key=config.cache_key(), budget=config.budget,
+                                 complete=False, extended_from=shorter.cache_key,
+                                 rungs=list(shorter.rungs))
+    _commit_ladder(run, ladder)
+    return ladder
 
 
 # ============================================================================= progress
