@@ -135,9 +135,6 @@ class Graph:
     def order(self) -> list[Step]:
         return list(self.steps.values())
 
-    def dependents(self, name: str) -> list[str]:
-        return [s.name for s in self.order if name in s.deps]
-
     def report_step(self) -> Step | None:
         return self.steps.get("report")
 

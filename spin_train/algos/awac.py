@@ -24,7 +24,6 @@ def policy_value(probs: torch.Tensor, per_bin: torch.Tensor) -> torch.Tensor:
 
 class AWAC(OfflineAlgorithm):
     name = "awac"
-    eval_mode = "sample"
 
     def __init__(self, actor, obs_dim, bins, *, lam: float = 0.3, max_weight: float = 100.0,
                  **common):

@@ -38,7 +38,6 @@ class OfflineAlgorithm(nn.Module):
     """
 
     name = "base"
-    eval_mode = "sample"  # how evaluation acts: "sample" from pi, or "greedy"
 
     def __init__(self, actor: Actor, obs_dim: int, bins: tuple[int, ...], *, lr: float = 3e-4,
                  discount: float = 0.99, tau: float = 0.005, critic_hidden: int = 256,

@@ -20,7 +20,6 @@ from spin_train.data import Batch
 
 class BCQ(OfflineAlgorithm):
     name = "bcq"
-    eval_mode = "greedy"
 
     def __init__(self, actor, obs_dim, bins, *, threshold: float = 0.3, **common):
         super().__init__(actor, obs_dim, bins, **common)

@@ -23,7 +23,6 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 class IQL(OfflineAlgorithm):
     name = "iql"
-    eval_mode = "sample"
 
     def __init__(self, actor, obs_dim, bins, *, expectile: float = 0.8, beta: float = 3.0,
                  max_weight: float = 100.0, **common):

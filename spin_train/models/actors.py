@@ -130,7 +130,6 @@ class DistilledActor(Actor):
         self.n_dims, self.d_model = c.n_dims, c.d_model
         self.student = mlp([c.obs_dim, hidden, hidden, c.n_dims * c.d_model], nn.GELU)
         self.heads = SlotHeads(c.bins, c.d_model, head_hidden)
-        self.student_frozen = False
 
     def train(self, mode: bool = True) -> "DistilledActor":
         super().train(mode)
@@ -150,7 +149,6 @@ class DistilledActor(Actor):
     def freeze_student(self) -> None:
         for p in self.student.parameters():
             p.requires_grad_(False)
-        self.student_frozen = True
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.heads(self.features(obs))

@@ -124,10 +124,6 @@ class ActionStructureModel(nn.Module):
     def forward(self, obs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.heads(self.embed(obs, tokens))
 
-    def trunk_parameters(self) -> list[nn.Parameter]:
-        """What stage 2 freezes: the state encoder and the Transformer blocks."""
-        return [*self.state_encoder.parameters(), *self.blocks.parameters()]
-
 
 class QueriedTrunk(nn.Module):
     """``f_ASM(s, Q)`` with N learnable queries in place of the action tokens, plus new

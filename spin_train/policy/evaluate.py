@@ -145,14 +145,6 @@ def eval_envs(env_name: str, kwargs: Mapping[str, Any], n: int) -> list[Any]:
     return envs
 
 
-def close_eval_envs() -> None:
-    """Close and forget the environments kept by :func:`eval_envs`."""
-    for envs in _ENVS.values():
-        for env in envs:
-            env.close()
-    _ENVS.clear()
-
-
 def evaluate(policy_fn: PolicyFn, env_name: str, env_kwargs: Mapping[str, Any] | None = None,
              episodes: int = 10, seed: int = 0) -> EvalResult:
     """Run ``episodes`` episodes of ``policy_fn`` in ``env_name`` and report their returns.
