@@ -61,3 +61,13 @@ def test_one_line_and_align_rows():
     rows = [["name", "n"], ["a", "10"], ["long", "2"]]
     assert align_rows(rows, left={0}) == "name   n\n----  --\na     10\nlong   2"
     assert align_rows(rows, left={0}, rule=False).splitlines()[1] == "a     10"
+
+
+def test_the_normaliser_and_its_inverse():
+    from spin_data.envs.reference import ReferenceScore
+
+    score = ReferenceScore(expert=853.62, random=4.36)  # finger-spin, 3 bins
+    assert score.normalise(4.36) == 0.0 and score.normalise(853.62) == 1.0
+    assert score.normalise(689.70) == pytest.approx((689.70 - 4.36) / 849.26)
+    assert score.episode_return(0.95) == pytest.approx(4.36 + 0.95 * 849.26)
+    assert score.normalise(score.episode_return(0.4)) == pytest.approx(0.4)

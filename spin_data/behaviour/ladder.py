@@ -22,6 +22,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from spin_data.envs.reference import ReferenceScore
+
 #: A ladder's expert below this normalised score (against the published expert) gets a warning.
 WEAK_EXPERT_THRESHOLD = 0.8
 #: Columns of ``ladder.csv``.
@@ -97,9 +99,8 @@ class Ladder:
         """Where a rung lies between random (0) and expert (1); see the module docstring."""
         if rung.normalised is not None:
             return rung.normalised
-        best = self.expert().mean_return
-        span = best - self.random_return
-        return 0.0 if span <= 0 else (rung.mean_return - self.random_return) / span
+        own = ReferenceScore(expert=self.expert().mean_return, random=self.random_return)
+        return 0.0 if own.expert <= own.random else own.normalise(rung.mean_return)
 
     def medium(self, fraction: float = 0.45) -> Rung:
         """The rung before the expert whose score is closest to ``fraction`` x the expert's.
@@ -162,10 +163,11 @@ class Ladder:
         except ValueError:
             pass
         if self.reference_expert is not None and self.reference_random is not None:
-            span = self.reference_expert - self.reference_random
+            published = ReferenceScore(expert=self.reference_expert,
+                                       random=self.reference_random)
             ax.axhline(self.reference_expert, color="k", lw=0.8, ls="--",
                        label=f"published expert {self.reference_expert:.1f}")
-            ax.axhline(self.reference_random + 0.95 * span, color="k", lw=0.6, ls=":",
+            ax.axhline(published.episode_return(0.95), color="k", lw=0.6, ls=":",
                        label="0.95 x expert (normalised)")
             ax.axhline(self.reference_random, color="grey", lw=0.8, ls="--",
                        label=f"published random {self.reference_random:.1f}")

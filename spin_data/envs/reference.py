@@ -25,8 +25,16 @@ class ReferenceScore:
     source: str = BENCHMARK_SOURCE
 
     def normalise(self, episode_return: float) -> float:
-        """``(R - random) / (expert - random)``: 0 = random, 1 = expert (a fraction, not %)."""
+        """``(R - random) / (expert - random)``: 0 = random, 1 = expert (a fraction, not %).
+
+        The one home of the formula: ladders, dataset cards and evaluations all call it (a
+        ladder without a published score anchors it on its own expert and measured random).
+        """
         return (episode_return - self.random) / (self.expert - self.random)
+
+    def episode_return(self, normalised: float) -> float:
+        """The return whose normalised score is ``normalised`` (inverse of :meth:`normalise`)."""
+        return self.random + normalised * (self.expert - self.random)
 
 
 class NoReferenceScore(LookupError):

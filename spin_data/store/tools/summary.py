@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
+from spin_data.envs.reference import ReferenceScore
 from spin_data.store.reader import Dataset
 from spin_data.store.writer import return_statistics
 
@@ -19,10 +20,9 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
     reference = md.get("reference_scores")
     normalised = None
     if isinstance(reference, dict) and {"expert", "random"} <= set(reference):
-        span = float(reference["expert"]) - float(reference["random"])
-        if span:
-            normalised = {name: (stats["mean"] - float(reference["random"])) / span
-                          for name, stats in returns.items()}
+        score = ReferenceScore(expert=float(reference["expert"]), random=float(reference["random"]))
+        if score.expert != score.random:
+            normalised = {name: score.normalise(stats["mean"]) for name, stats in returns.items()}
     totals = md.get("totals", {})
     return {
         "location": str(ds.location),
