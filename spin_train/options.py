@@ -1,27 +1,26 @@
 """Command-line options generated from a config dataclass: one source of truth for names,
-types, defaults and help (the comment beside each field)."""
+types, defaults and help (each field's ``option(default, "help")``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
 import typing
 from typing import Any, Callable, Iterable
 
 import click
 
-_FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+def option(default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """A config dataclass field with its help text: ``steps: int = option(1000, "gradient steps")``.
+
+    The text is the field's ``metadata["help"]``, which :func:`config_options` turns into the
+    command-line help; leave ``default`` out for a required field.
+    """
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """``{field: comment}`` read from the dataclass's source (``name: type = x  # comment``)."""
-    helps = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = _FIELD_COMMENT.match(line)
-        if m:
-            helps[m.group(1)] = m.group(2).strip()
-    return helps
+    """``{field: help}`` of a config dataclass (the text given to :func:`option`)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
 def _base_type(tp: Any) -> Any:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from spin_train.data import TransitionBuffer, check_compatible, materialise, split_episodes
 from spin_train.device import autocast, resolve_device
 from spin_train.models.asm import ActionStructureModel, ASMConfig, QueriedTrunk
+from spin_train.options import option
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import write_json
 from spin_data.envs.bins import BinGrid
@@ -32,20 +33,24 @@ from spin_data.envs.bins import BinGrid
 class ProbeConfig:
     """A probe run."""
 
-    asm: str  # asm.pt of a pre-training run (or its directory): the trunk and its sizes
-    dataset: str  # store whose (state, action) pairs are probed (same bin grid as the ASM)
-    random_init: bool = False  # probe a randomly initialised trunk of the same sizes instead
-    steps: int = 2000  # Adam steps on the queries and heads
-    batch_size: int = 1024  # pairs per step
-    lr: float = 1e-3  # Adam learning rate
-    val_fraction: float = 0.1  # fraction of episodes held out for the reported accuracies
-    val_size: int = 16384  # at most this many held-out steps are evaluated
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    amp: bool = True  # bf16 autocast on CUDA
-    seed: int = 0  # random trunk, queries, heads, batches, split
-    cache_dir: str | None = None  # dataset cache
-    out: str | None = None  # JSON report; default probe.json / probe-random.json beside asm.pt
-    progress: bool = True  # tqdm bar
+    asm: str = option(
+        help="asm.pt of a pre-training run (or its directory): the trunk and its sizes")
+    dataset: str = option(
+        help="store whose (state, action) pairs are probed (same bin grid as the ASM)")
+    random_init: bool = option(
+        False, "probe a randomly initialised trunk of the same sizes instead")
+    steps: int = option(2000, "Adam steps on the queries and heads")
+    batch_size: int = option(1024, "pairs per step")
+    lr: float = option(1e-3, "Adam learning rate")
+    val_fraction: float = option(0.1, "fraction of episodes held out for the reported accuracies")
+    val_size: int = option(16384, "at most this many held-out steps are evaluated")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N")
+    amp: bool = option(True, "bf16 autocast on CUDA")
+    seed: int = option(0, "random trunk, queries, heads, batches, split")
+    cache_dir: str | None = option(None, "dataset cache")
+    out: str | None = option(
+        None, "JSON report; default probe.json / probe-random.json beside asm.pt")
+    progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_size"):

@@ -31,6 +31,7 @@ from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_comp
 from spin_train.device import autocast, maybe_compile, resolve_device
 from spin_train.models.asm import ASMConfig
 from spin_train.models.actors import ACTORS, DistilledActor, make_actor
+from spin_train.options import option
 from spin_train.policy.evaluate import env_make_kwargs, evaluate
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
@@ -42,38 +43,42 @@ NEEDS_ASM = ("spin", "distill")
 class PolicyConfig:
     """Everything a stage-2 run depends on (defaults: REFERENCE section 3)."""
 
-    dataset: str  # store path or URL
-    asm: str | None = None  # pre-trained ASM (asm.pt or its run directory): spin and distill only
-    actor: str = "spin"  # spin, saint, factored, autoregressive, distill
-    algo: str = "iql"  # iql, awac, bcq
-    steps: int = 1_000_000  # gradient steps
-    batch_size: int = 256  # transitions per step
-    lr: float = 3e-4  # Adam learning rate of every network
-    discount: float = 0.99  # gamma; bootstrapping stops only at true terminations
-    tau: float = 0.005  # Polyak rate of the target critics
-    reward_scale: float | None = None  # rewards x this; default 1, or 1/max|r| if a step's |r| > 1
-    critic_hidden: int = 256  # width of the critic and value MLPs (2 hidden layers)
-    ensemble: int = 2  # critics in the ensemble (targets take their minimum)
-    expectile: float = 0.8  # IQL: expectile of the value regression
-    beta: float = 3.0  # IQL: inverse temperature of the advantage weights
-    max_weight: float = 100.0  # IQL/AWAC: advantage weights are clamped here
-    awac_lambda: float = 0.3  # AWAC: temperature lambda
-    bcq_threshold: float = 0.3  # BCQ: keep bins with pi_i(b)/max_b pi_i >= threshold
-    distill_steps: int = 20_000  # distill: MSE steps of the student before the RL phase
-    d_model: int = 256  # saint: Transformer width (spin/distill take the ASM's sizes)
-    n_heads: int = 4  # saint: attention heads
-    n_layers: int = 3  # saint: Transformer blocks
-    normalise: bool = True  # standardise observations (spin/distill use the ASM's statistics)
-    eval_every: int = 5_000  # gradient steps between evaluations (and checkpoints)
-    eval_episodes: int = 10  # episodes per evaluation, run as one batch of environments
-    log_every: int = 1_000  # steps between reads of the losses on the host
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    amp: bool = True  # bf16 autocast on CUDA
-    compile: bool = False  # torch.compile the actor's log-probability
-    seed: int = 0  # networks, batches, evaluation seeds
-    cache_dir: str | None = None  # dataset cache
-    out: str | None = None  # run directory; default runs/policy/<dataset>-<actor>-<algo>-s<seed>
-    progress: bool = True  # tqdm bar
+    dataset: str = option(help="store path or URL")
+    asm: str | None = option(
+        None, "pre-trained ASM (asm.pt or its run directory): spin and distill only")
+    actor: str = option("spin", "spin, saint, factored, autoregressive, distill")
+    algo: str = option("iql", "iql, awac, bcq")
+    steps: int = option(1_000_000, "gradient steps")
+    batch_size: int = option(256, "transitions per step")
+    lr: float = option(3e-4, "Adam learning rate of every network")
+    discount: float = option(0.99, "gamma; bootstrapping stops only at true terminations")
+    tau: float = option(0.005, "Polyak rate of the target critics")
+    reward_scale: float | None = option(
+        None, "rewards x this; default 1, or 1/max|r| if a step's |r| > 1")
+    critic_hidden: int = option(256, "width of the critic and value MLPs (2 hidden layers)")
+    ensemble: int = option(2, "critics in the ensemble (targets take their minimum)")
+    expectile: float = option(0.8, "IQL: expectile of the value regression")
+    beta: float = option(3.0, "IQL: inverse temperature of the advantage weights")
+    max_weight: float = option(100.0, "IQL/AWAC: advantage weights are clamped here")
+    awac_lambda: float = option(0.3, "AWAC: temperature lambda")
+    bcq_threshold: float = option(0.3, "BCQ: keep bins with pi_i(b)/max_b pi_i >= threshold")
+    distill_steps: int = option(20_000, "distill: MSE steps of the student before the RL phase")
+    d_model: int = option(256, "saint: Transformer width (spin/distill take the ASM's sizes)")
+    n_heads: int = option(4, "saint: attention heads")
+    n_layers: int = option(3, "saint: Transformer blocks")
+    normalise: bool = option(
+        True, "standardise observations (spin/distill use the ASM's statistics)")
+    eval_every: int = option(5_000, "gradient steps between evaluations (and checkpoints)")
+    eval_episodes: int = option(10, "episodes per evaluation, run as one batch of environments")
+    log_every: int = option(1_000, "steps between reads of the losses on the host")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N")
+    amp: bool = option(True, "bf16 autocast on CUDA")
+    compile: bool = option(False, "torch.compile the actor's log-probability")
+    seed: int = option(0, "networks, batches, evaluation seeds")
+    cache_dir: str | None = option(None, "dataset cache")
+    out: str | None = option(
+        None, "run directory; default runs/policy/<dataset>-<actor>-<algo>-s<seed>")
+    progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
         if self.actor not in ACTORS:

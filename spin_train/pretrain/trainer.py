@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise, split_episodes
 from spin_train.device import autocast, maybe_compile, resolve_device
 from spin_train.models.asm import ActionStructureModel, ASMConfig
+from spin_train.options import option
 from spin_train.pretrain.objectives import make_objective
 from spin_train.runs import (MetricsLog, RunError, load_checkpoint, prepare_run_dir,
                              read_metrics, save_checkpoint, write_json)
@@ -34,38 +35,42 @@ ASM_FORMAT = 1
 class PretrainConfig:
     """Everything a pre-training run depends on (defaults: REFERENCE section 3)."""
 
-    dataset: str  # store path or URL (spin-data generate's output)
-    out: str | None = None  # run directory; default runs/pretrain/<dataset id>-<objective>-s<seed>
-    objective: str = "mam"  # mam (SPIN), vam (variational) or cam (contrastive)
-    epochs: int = 100  # an epoch is ceil(N_train / batch_size) steps, sampled with replacement
-    batch_size: int = 1024  # (state, action) pairs per step
-    lr: float = 4e-4  # Adam learning rate
-    grad_clip: float = 1.0  # global grad-norm clip
-    select_prob: float = 0.15  # mam: per-token selection probability (80/10/10 corruption)
-    vam_latent_dim: int = 32  # vam: latent size d_z
-    vam_beta: float = 0.1  # vam: KL weight beta
-    cam_temperature: float = 0.1  # cam: InfoNCE temperature tau
-    d_model: int = 256  # ASM token width
-    n_heads: int = 4  # attention heads
-    n_layers: int = 3  # Transformer blocks
-    ffn_mult: int = 2  # FFN width multiplier
-    dropout: float = 0.1  # dropout everywhere in the ASM
-    n_state_tokens: int = 1  # M state tokens
-    head_hidden: int = 128  # per-dimension head width
-    normalise: bool = True  # standardise observations with the dataset's mean/std (saved)
-    val_fraction: float = 0.05  # fraction of episodes held out for validation
-    val_size: int = 8192  # at most this many held-out steps are evaluated
-    val_every: int = 1  # epochs between validations
-    checkpoint_every: int = 5  # epochs between kept checkpoints (last.pt is written every epoch)
-    early_stop_patience: int | None = None  # stop after this many validations without progress
-    early_stop_min_delta: float = 0.0  # smallest change of the monitored metric that counts
-    log_every: int = 50  # steps between reads of the loss on the host (no per-step sync)
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    amp: bool = True  # bf16 autocast on CUDA
-    compile: bool = False  # torch.compile the training step's forward
-    seed: int = 0  # model init, batches, masking, split
-    cache_dir: str | None = None  # spin_train's dataset cache ($SPIN_CACHE_DIR by default)
-    progress: bool = True  # tqdm bar
+    dataset: str = option(help="store path or URL (spin-data generate's output)")
+    out: str | None = option(
+        None, "run directory; default runs/pretrain/<dataset id>-<objective>-s<seed>")
+    objective: str = option("mam", "mam (SPIN), vam (variational) or cam (contrastive)")
+    epochs: int = option(
+        100, "an epoch is ceil(N_train / batch_size) steps, sampled with replacement")
+    batch_size: int = option(1024, "(state, action) pairs per step")
+    lr: float = option(4e-4, "Adam learning rate")
+    grad_clip: float = option(1.0, "global grad-norm clip")
+    select_prob: float = option(0.15, "mam: per-token selection probability (80/10/10 corruption)")
+    vam_latent_dim: int = option(32, "vam: latent size d_z")
+    vam_beta: float = option(0.1, "vam: KL weight beta")
+    cam_temperature: float = option(0.1, "cam: InfoNCE temperature tau")
+    d_model: int = option(256, "ASM token width")
+    n_heads: int = option(4, "attention heads")
+    n_layers: int = option(3, "Transformer blocks")
+    ffn_mult: int = option(2, "FFN width multiplier")
+    dropout: float = option(0.1, "dropout everywhere in the ASM")
+    n_state_tokens: int = option(1, "M state tokens")
+    head_hidden: int = option(128, "per-dimension head width")
+    normalise: bool = option(True, "standardise observations with the dataset's mean/std (saved)")
+    val_fraction: float = option(0.05, "fraction of episodes held out for validation")
+    val_size: int = option(8192, "at most this many held-out steps are evaluated")
+    val_every: int = option(1, "epochs between validations")
+    checkpoint_every: int = option(
+        5, "epochs between kept checkpoints (last.pt is written every epoch)")
+    early_stop_patience: int | None = option(
+        None, "stop after this many validations without progress")
+    early_stop_min_delta: float = option(0.0, "smallest change of the monitored metric that counts")
+    log_every: int = option(50, "steps between reads of the loss on the host (no per-step sync)")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N")
+    amp: bool = option(True, "bf16 autocast on CUDA")
+    compile: bool = option(False, "torch.compile the training step's forward")
+    seed: int = option(0, "model init, batches, masking, split")
+    cache_dir: str | None = option(None, "spin_train's dataset cache ($SPIN_CACHE_DIR by default)")
+    progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "val_size", "val_every", "checkpoint_every",
