@@ -305,7 +305,8 @@ def motion_of(config: MazeConfig | int, action: np.ndarray | Sequence[int]) -> n
 
 # ============================================================================= single maze
 class MazeEnv(gym.Env):
-    """One maze behind the Gymnasium API; the readable reference implementation of the dynamics.
+    """One maze behind the Gymnasium API: a :class:`BatchedMaze` of one env, so the dynamics are
+    written once (there, in numpy) and the single and batched forms cannot drift apart.
 
     Args:
         config: the maze (default: the benchmark's 5-actuator maze).
@@ -333,21 +334,16 @@ class MazeEnv(gym.Env):
             raise ValueError(f"unknown render_mode {render_mode!r}: accepted None, 'rgb_array'")
         self.config = config if config is not None else MazeConfig()
         self.render_mode = render_mode
-        n = self.config.n_actuators
-        self.bin_grid = BinGrid.from_bounds(np.zeros(n), np.ones(n), 2)
-        k = len(self.config.once_regions)
+        self._maze = BatchedMaze(self.config, 1, autoreset=False)
+        self.bin_grid = self._maze.bin_grid
         #: (name, size) of each block of the flat observation, in order.
-        self.obs_keys: list[tuple[str, int]] = [("position", 2)] + ([("visited", k)] if k else [])
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.config.obs_dim,), np.float32)
-        self.action_space = gym.spaces.MultiDiscrete(np.full(n, 2, dtype=np.int64))
+        self.obs_keys = self._maze.obs_keys
+        self.observation_space = self._maze.observation_space
+        self.action_space = self._maze.single_action_space
         self.max_episode_steps = self.config.time_limit
         self._initial_seed = seed
         self._seeded = False
         self._needs_reset = True
-        self._position = self.config.start
-        self._visited = [False] * k
-        self._steps = 0
-        self._block: list = []
 
     # ------------------------------------------------------------------------- API
     def reset(
@@ -369,15 +365,11 @@ class MazeEnv(gym.Env):
         if seed is not None:
             self.action_space.seed(seed)
         self._seeded = True
-        cfg = self.config
-        position = cfg.start
+        position = None
         if options and options.get("position") is not None:
-            position = _checked_position(cfg, options["position"])
-        # The whole episode's randomness in one draw: consumption never depends on the episode.
-        self._block = self.np_random.random((cfg.time_limit, cfg.substeps, 3)).tolist()
-        self._position = position
-        self._visited = [False] * len(cfg.once_regions)
-        self._steps = 0
+            position = _checked_position(self.config, options["position"])
+        # The batch of one draws from this env's own generator, so seeding stays Gymnasium's.
+        self._maze.start_episode(0, self.np_random, position)
         self._needs_reset = False
         return self._observation(), self._info()
 
@@ -397,61 +389,22 @@ class MazeEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("the maze episode has ended (or never started): call reset() first")
         indices = _check_action(self.bin_grid, action, batch=False)
-        cfg = self.config
-        vectors, max_norm = actuator_motions(cfg.n_actuators)
-        mx, my = 0.0, 0.0
-        for j in range(cfg.n_actuators):
-            if indices[j]:
-                mx += float(vectors[j, 0])
-                my += float(vectors[j, 1])
-        mx, my = mx / max_norm, my / max_norm
-
-        x, y = self._position
-        for coin, noise_x, noise_y in self._block[self._steps]:
-            if coin < cfg.noise_prob:
-                dx = noise_x * cfg.noise_scale * cfg.step_length
-                dy = noise_y * cfg.noise_scale * cfg.step_length
-            else:
-                dx = cfg.step_length * mx
-                dy = cfg.step_length * my
-            new_x, new_y = x + dx, y + dy
-            if cfg.blocked(new_x, new_y):
-                break  # the original stops the whole step here: no sliding along walls
-            x, y = new_x, new_y
-            if any(r.terminal and r.contains(x, y) for r in cfg.regions):
-                break
-        self._position = (x, y)
-        self._steps += 1
-
-        reward = cfg.step_reward
-        terminated = False
-        once_index = 0
-        for region in cfg.regions:
-            inside = region.contains(x, y)
-            if region.once:
-                if inside and not self._visited[once_index]:
-                    reward += region.reward
-                    self._visited[once_index] = True
-                once_index += 1
-            elif inside:
-                reward += region.reward
-            terminated = terminated or (inside and region.terminal)
-        truncated = self._steps == cfg.time_limit and not terminated
-        self._needs_reset = terminated or truncated
-        return self._observation(), reward, terminated, truncated, self._info()
+        obs, rewards, terminated, truncated, _ = self._maze._step_checked(indices[None])
+        self._needs_reset = bool(terminated[0] or truncated[0])
+        return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), self._info()
 
     def render(self) -> np.ndarray | None:
         """A top-down RGB picture (uint8 ``(200, 200, 3)``) when ``render_mode="rgb_array"``."""
         if self.render_mode != "rgb_array":
             return None
-        return _draw(self.config, np.asarray([self._position]))[0]
+        return self._maze.render()[0]
 
     # ------------------------------------------------------------------------- helpers
     def _observation(self) -> np.ndarray:
-        return np.asarray([*self._position, *self._visited], dtype=np.float32)
+        return self._maze._observation()[0]
 
     def _info(self) -> dict[str, Any]:
-        return {"position": np.asarray(self._position, dtype=np.float64), "steps": self._steps}
+        return {"position": self._maze._position[0].copy(), "steps": int(self._maze._steps[0])}
 
 
 def _checked_position(cfg: MazeConfig, position: Sequence[float]) -> tuple[float, float]:
@@ -587,6 +540,12 @@ class BatchedMaze:
                 f"actions must have shape ({self.num_envs}, {self.config.n_actuators}), "
                 f"got {indices.shape}"
             )
+        return self._step_checked(indices)
+
+    def _step_checked(
+        self, indices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """:meth:`step` on indices already validated ((B, n) of 0/1): the dynamics."""
         cfg = self.config
         live = self._active.copy()
         motion = motion_of(cfg, indices)  # (B, 2)
@@ -647,10 +606,23 @@ class BatchedMaze:
 
     # ------------------------------------------------------------------------- helpers
     def _reset_one(self, i: int) -> None:
-        cfg = self.config
         assert self._rngs is not None
-        self._blocks[i] = self._rngs[i].random((cfg.time_limit, cfg.substeps, 3))
-        self._position[i] = cfg.start
+        self.start_episode(i, self._rngs[i])
+
+    def start_episode(self, i: int, rng: np.random.Generator,
+                      position: tuple[float, float] | None = None) -> None:
+        """Start env ``i``'s next episode with generator ``rng`` (kept for its later episodes),
+        at ``position`` (already checked) or ``config.start``.
+
+        The whole episode's randomness is one draw at the start, so how much of it an episode
+        uses never changes what the next episode gets.
+        """
+        cfg = self.config
+        if self._rngs is None:
+            self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
+        self._rngs[i] = rng
+        self._blocks[i] = rng.random((cfg.time_limit, cfg.substeps, 3))
+        self._position[i] = cfg.start if position is None else position
         self._visited[i] = False
         self._steps[i] = 0
         self._active[i] = True
