@@ -261,3 +261,38 @@ def test_policy_on_cuda(maze_medium_expert, maze_asm, tmp_path):
                                       asm=str(maze_asm.run_dir), steps=200, eval_every=100,
                                       device="cuda"))
     assert np.isfinite(result.final["q_loss"]) and result.final["eval_return_mean"] > -7.6
+
+
+def test_a_frozen_trunk_runs_without_dropout_while_saint_uses_its_own():
+    """SPIN's frozen trunk stays in eval mode in a training actor (its ASM has dropout 0.5 here,
+    so any leak would make two passes differ); SAINT's fresh trunk applies its dropout."""
+    cfg = ASMConfig(obs_dim=4, bins=(3, 3), d_model=32, n_heads=2, n_layers=1, head_hidden=32,
+                    dropout=0.5)
+    torch.manual_seed(0)
+    asm = ActionStructureModel(cfg)
+    obs = torch.randn(64, 4)
+    spin = make_actor("spin", obs_dim=4, bins=(3, 3), asm=asm).train()
+    assert spin.training and not asm.training
+    torch.testing.assert_close(spin.logits(obs), spin.logits(obs), rtol=0, atol=0)
+    saint = make_actor("saint", obs_dim=4, bins=(3, 3), asm_config=cfg).train()
+    assert not torch.equal(saint.logits(obs), saint.logits(obs))  # dropout 0.5 at work
+    saint.eval()
+    torch.testing.assert_close(saint.logits(obs), saint.logits(obs), rtol=0, atol=0)
+
+
+def test_saint_dropout_reaches_the_saint_network(maze_medium_expert, tmp_path):
+    store, _ = maze_medium_expert
+    small = dict(actor="saint", steps=8, eval_every=8, eval_episodes=1, d_model=32, n_heads=2,
+                 n_layers=1, seed=0)
+    weights = {}
+    for p in (0.0, 0.0, 0.3):
+        train_policy(_policy_cfg(store, tmp_path, f"saint-{p}-{len(weights)}", saint_dropout=p,
+                                 **small))
+        run = tmp_path / f"saint-{p}-{len(weights)}"
+        weights[len(weights)] = torch.load(run / "policy.pt", weights_only=True)["actor"]
+    same = [torch.equal(weights[0][k], weights[1][k]) for k in weights[0]]
+    differ = [torch.equal(weights[0][k], weights[2][k]) for k in weights[0]]
+    assert all(same)  # seeded: dropout 0 twice gives the same weights
+    assert not all(differ)  # dropout 0.3 changed the gradients, so the weights
+    with pytest.raises(ValueError, match="saint_dropout"):
+        _policy_cfg(store, tmp_path, "bad", actor="saint", saint_dropout=1.0)

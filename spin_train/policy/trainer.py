@@ -66,6 +66,9 @@ class PolicyConfig:
     d_model: int = option(256, "saint: Transformer width (spin/distill take the ASM's sizes)")
     n_heads: int = option(4, "saint: attention heads")
     n_layers: int = option(3, "saint: Transformer blocks")
+    saint_dropout: float = option(
+        0.0, "saint: dropout in its Transformer while it trains (0 = as SPIN's frozen trunk, "
+             "which runs in eval mode; the reference code's SAINT: 0.1)")
     normalise: bool = option(
         True, "standardise observations (spin/distill use the ASM's statistics)")
     eval_every: int = option(5_000, "gradient steps between evaluations (and checkpoints)")
@@ -104,6 +107,8 @@ class PolicyConfig:
             raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
         if self.lr <= 0 or self.awac_lambda <= 0 or self.max_weight <= 0:
             raise ValueError("lr, awac_lambda and max_weight must be > 0")
+        if not 0.0 <= self.saint_dropout < 1.0:
+            raise ValueError(f"saint_dropout must be in [0, 1), got {self.saint_dropout}")
         if self.reward_scale is not None and self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
 
@@ -200,7 +205,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
 
     torch.manual_seed(cfg.seed)
     saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,
-                          n_heads=cfg.n_heads, n_layers=cfg.n_layers)
+                          n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.saint_dropout)
     actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
                        asm_config=saint_cfg).to(device)
     buffer = TransitionBuffer(cached, device=device, seed=cfg.seed)
