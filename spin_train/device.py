@@ -38,3 +38,22 @@ def autocast(device: torch.device, enabled: bool = True):
 def maybe_compile(fn, enabled: bool):
     """``torch.compile(fn)`` when asked (CUDA pays the compile time back on long runs)."""
     return torch.compile(fn) if enabled else fn
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """torch's global RNG states a run on ``device`` draws from: the CPU's, and the device's on
+    CUDA (dropout and sampling on a GPU use the CUDA generator), for exact resumes."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor] | torch.Tensor, device: torch.device) -> None:
+    """Restore :func:`rng_state`'s states (a bare tensor: a CPU state from older checkpoints)."""
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state)
+        return
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

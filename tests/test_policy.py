@@ -224,6 +224,20 @@ def test_resumed_run_equals_an_uninterrupted_one(maze_medium_expert, tmp_path):
                                  eval_every=20, eval_episodes=3, beta=1.0))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resumed_run_equals_an_uninterrupted_one_on_cuda(maze_medium_expert, tmp_path):
+    """SAINT with dropout draws from the CUDA generator: its state is saved too."""
+    store, _ = maze_medium_expert
+    kw = dict(actor="saint", saint_dropout=0.1, d_model=32, n_heads=2, n_layers=1, steps=60,
+              eval_every=20, eval_episodes=2, device="cuda", amp=False)
+    straight = train_policy(_policy_cfg(store, tmp_path, "straight", **kw))
+    train_policy(_policy_cfg(store, tmp_path, "resumed", **(kw | {"steps": 20})))
+    resumed = train_policy(_policy_cfg(store, tmp_path, "resumed", **kw))
+    a = load_checkpoint(straight.run_dir / "policy.pt")["algo"]
+    b = load_checkpoint(resumed.run_dir / "policy.pt")["algo"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ------------------------------------------------------------------------------ refusals
 @pytest.mark.parametrize("args, message", [
     (["--actor", "spin"], "the spin actor needs --asm"),

@@ -174,6 +174,7 @@ class TransitionBuffer:
             self._slot = 0
             self._slot_done: list[Any] = [None, None]
             self._inflight: Batch | None = None
+            self._state_before_inflight = self._generator.get_state()
             self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         if self.normaliser is not None:
             self._mean = torch.as_tensor(self.normaliser.mean, device=self.device)
@@ -247,17 +248,30 @@ class TransitionBuffer:
         torch.cuda.current_stream(self.device).wait_stream(self._stream)
         for t in vars(current).values():
             t.record_stream(torch.cuda.current_stream(self.device))
-        # Prefetch: gather the next batch now; its copy overlaps the caller's compute.
+        # Prefetch: gather the next batch now; its copy overlaps the caller's compute. Its
+        # indices are drawn ahead of time, so the state *before* them is what a checkpoint must
+        # save (generator_state) for a resumed run to draw the same next batch.
+        self._state_before_inflight = self._generator.get_state()
         self._inflight = self._to_device_async(self._gather_on_host(batch_size))
         return current
 
     # ----------------------------------------------------------------------------- public
     def generator_state(self) -> torch.Tensor:
-        """The index generator's state (saved in checkpoints so a resumed run draws on)."""
+        """The index generator's state as of the next :meth:`sample` (saved in checkpoints so a
+        resumed run draws the very batches an uninterrupted one would).
+
+        With a prefetched batch in flight (host placement on CUDA) that is the state before
+        the prefetch drew its indices, not the generator's current state.
+        """
+        if self.placement == "host" and self._inflight is not None:
+            return self._state_before_inflight.clone()
         return self._generator.get_state()
 
     def set_generator_state(self, state: torch.Tensor) -> None:
+        """Continue from :meth:`generator_state`'s state (a batch in flight is dropped)."""
         self._generator.set_state(state)
+        if self.placement == "host":
+            self._inflight = None
 
     def sample(self, batch_size: int) -> Batch:
         """B uniform random transitions (with replacement)."""

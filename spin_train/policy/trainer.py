@@ -28,7 +28,7 @@ from spin_data.envs.bins import BinGrid
 from spin_train.algos import ALGORITHMS, OfflineAlgorithm
 from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_compatible, check_env,
                              materialise)
-from spin_train.device import autocast, maybe_compile, resolve_device
+from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ASMConfig
 from spin_train.models.actors import ACTORS, DistilledActor, make_actor
 from spin_train.options import option
@@ -227,7 +227,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         algo.load_full_state(state["algo"])
         buffer.set_generator_state(state["buffer_rng"])
         generator.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        set_rng_state(state["torch_rng"], device)
         step, wall = int(state["step"]), float(state["wall_clock_s"])
 
     columns = ["step", "eval_return_mean", "eval_return_std", "eval_normalised", "wall_clock_s",
@@ -325,7 +325,7 @@ def _evaluation(algo: OfflineAlgorithm, norm, cfg: PolicyConfig, env_name: str,
 def _save(run_dir: Path, algo: OfflineAlgorithm, buffer: TransitionBuffer,
           generator: torch.Generator, step: int, wall: float) -> None:
     state = {"algo": algo.full_state(), "buffer_rng": buffer.generator_state(),
-             "rng": generator.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+             "rng": generator.get_state(), "torch_rng": rng_state(buffer.device), "step": step,
              "wall_clock_s": wall}
     save_checkpoint(run_dir / "checkpoints" / "last.pt", state)
 

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise, split_episodes
-from spin_train.device import autocast, maybe_compile, resolve_device
+from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel, ASMConfig
 from spin_train.options import option
 from spin_train.pretrain.objectives import make_objective
@@ -178,19 +178,6 @@ def validate(asm, objective, obs: torch.Tensor, actions: torch.Tensor, batch_siz
     return out
 
 
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def pretrain(cfg: PretrainConfig) -> PretrainResult:
     """Run (or resume, or report a finished) stage-1 pre-training. See the module docstring."""
     device = resolve_device(cfg.device)
@@ -236,7 +223,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         optimiser.load_state_dict(state["optimiser"])
         buffer.set_generator_state(state["buffer_rng"])
         mask_gen.set_state(state["mask_rng"])
-        _set_rng_state(state["rng"], device)
+        set_rng_state(state["rng"], device)
         epoch, step, wall = int(state["epoch"]), int(state["step"]), float(state["wall_clock_s"])
         best, best_epoch = float(state["best"]), int(state["best_epoch"])
         since_best, stopped = int(state["since_best"]), bool(state["stopped"])
@@ -293,7 +280,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
             state = {
                 "model": asm.state_dict(), "objective": objective.state_dict(),
                 "optimiser": optimiser.state_dict(), "buffer_rng": buffer.generator_state(),
-                "mask_rng": mask_gen.get_state(), "rng": _rng_state(device), "epoch": epoch,
+                "mask_rng": mask_gen.get_state(), "rng": rng_state(device), "epoch": epoch,
                 "step": step, "wall_clock_s": wall, "best": best, "best_epoch": best_epoch,
                 "since_best": since_best, "stopped": stopped,
             }
