@@ -272,9 +272,11 @@ def test_an_asm_of_another_task_is_refused(maze_medium_expert, maze_asm, tmp_pat
 def test_policy_on_cuda(maze_medium_expert, maze_asm, tmp_path):
     store, _ = maze_medium_expert
     result = train_policy(_policy_cfg(store, tmp_path, "cuda", actor="spin",
-                                      asm=str(maze_asm.run_dir), steps=200, eval_every=100,
+                                      asm=str(maze_asm.run_dir), steps=600, eval_every=300,
                                       device="cuda"))
-    assert np.isfinite(result.final["q_loss"]) and result.final["eval_return_mean"] > -7.6
+    # The CPU acceptance test's bar (random policy: normalised 0, every episode -7.5; the
+    # dataset's expert: about 1), reached with bf16 autocast on the GPU.
+    assert np.isfinite(result.final["q_loss"]) and result.final["eval_normalised"] > 0.5
 
 
 def test_a_frozen_trunk_runs_without_dropout_while_saint_uses_its_own():
@@ -310,3 +312,28 @@ def test_saint_dropout_reaches_the_saint_network(maze_medium_expert, tmp_path):
     assert not all(differ)  # dropout 0.3 changed the gradients, so the weights
     with pytest.raises(ValueError, match="saint_dropout"):
         _policy_cfg(store, tmp_path, "bad", actor="saint", saint_dropout=1.0)
+
+
+@pytest.mark.parametrize("actor, algo", [("factored", "awac"), ("factored", "bcq"),
+                                         ("saint", "iql"), ("autoregressive", "iql"),
+                                         ("distill", "iql")])
+def test_every_baseline_learns_the_maze_end_to_end(maze_medium_expert, maze_asm, tmp_path,
+                                                   actor, algo):
+    """A short CPU run of each remaining actor / algorithm on real maze-5 medium-expert data
+    scores well above the uniform-random policy (normalised 0; the dataset's expert ~1)."""
+    store, _ = maze_medium_expert
+    extra = {"saint": dict(d_model=32, n_heads=2, n_layers=1),
+             "distill": dict(asm=str(maze_asm.run_dir), distill_steps=300)}.get(actor, {})
+    result = train_policy(_policy_cfg(store, tmp_path, actor, actor=actor, algo=algo,
+                                      steps=600, eval_every=300, eval_episodes=10, seed=0,
+                                      **extra))
+    rows = read_metrics(result.run_dir)
+    assert [r["step"] for r in rows] == [0, 300, 600]
+    assert rows[-1]["eval_normalised"] > 0.3, rows
+    assert rows[-1]["eval_normalised"] > rows[0]["eval_normalised"] + 0.25, rows
+    if actor == "distill":
+        # SPIN-Distill's clock starts after pre-training plus its distillation phase.
+        config = json.loads((result.run_dir / "config.json").read_text())
+        assert config["stage1_wall_clock_s"] == pytest.approx(maze_asm.wall_clock_s)
+        assert rows[0]["wall_clock_s"] > maze_asm.wall_clock_s
+        assert rows[0]["distill_s"] > 0 and 0 < rows[0]["distill_loss"] < float("inf")

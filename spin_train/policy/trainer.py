@@ -211,10 +211,10 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     buffer = TransitionBuffer(cached, device=device, seed=cfg.seed)
     norm = normaliser.on(device) if normaliser is not None else (lambda obs: obs)
 
-    distill_s = 0.0
+    distill_s, distill_loss = 0.0, None
     if isinstance(actor, DistilledActor):
         if state is None:
-            distill_s = _distill(actor, buffer, norm, cfg, device)
+            distill_s, distill_loss = _distill(actor, buffer, norm, cfg, device)
         actor.freeze_student()
 
     algo: OfflineAlgorithm = ALGORITHMS[cfg.algo](actor, cached.obs_dim, bins,
@@ -232,12 +232,13 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
 
     columns = ["step", "eval_return_mean", "eval_return_std", "eval_normalised", "wall_clock_s",
                "eval_s", "steps_per_s", "q_loss", "v_loss", "actor_loss", "adv_weight",
-               "q_mean", "distill_loss"]
+               "q_mean", "distill_s", "distill_loss"]
     log = MetricsLog(run_dir, columns, resume_step=step if state is not None else None)
     if state is None:  # the untrained policy is the curve's first point
         log.log(_evaluation(algo, norm, cfg, env_name, env_kwargs, 0, device)
-                | {"step": 0, "wall_clock_s": wall, **({"distill_s": distill_s}
-                                                        if distill_s else {})})
+                | {"step": 0, "wall_clock_s": wall, **({"distill_s": distill_s,
+                                                          "distill_loss": distill_loss}
+                                                         if distill_loss is not None else {})})
 
     update = maybe_compile(algo.update, cfg.compile)
     bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not cfg.progress,
@@ -284,12 +285,13 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
 
 
 def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyConfig,
-             device: torch.device) -> float:
+             device: torch.device) -> tuple[float, float | None]:
     """SPIN-Distill's first phase: the student regresses the teacher's embeddings (MSE).
-    Returns its wall-clock seconds."""
+    Returns its wall-clock seconds and the MSE of its last step (None without steps)."""
     started = time.perf_counter()
     optimiser = torch.optim.Adam(actor.student.parameters(), lr=cfg.lr)
     actor.train()
+    loss = None
     for _ in tqdm(range(cfg.distill_steps), disable=not cfg.progress, desc="distill",
                   unit="step"):
         obs = norm(buffer.sample(cfg.batch_size).observations)
@@ -298,7 +300,8 @@ def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyC
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-    return time.perf_counter() - started
+    last = None if loss is None else float(loss)  # one host sync, after the loop
+    return time.perf_counter() - started, last
 
 
 def _evaluation(algo: OfflineAlgorithm, norm, cfg: PolicyConfig, env_name: str,
