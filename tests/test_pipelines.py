@@ -22,6 +22,7 @@ from pipelines.cli import main
 from pipelines.executors import LocalExecutor, Progress, RayExecutor, run_pipeline
 from pipelines.graph import build_graph, describe, read_step_file
 from pipelines.spec import PipelineError, load_pipeline
+from spin_train.runs import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -343,6 +344,19 @@ def test_report_names_spin_and_f_iql_with_a_valid_png(local_run):
     assert np.ptp(image[..., :3]) > 0  # something is drawn
     csv = (report.dir / "report.csv").read_text().splitlines()
     assert len(csv) == 3 and {line.split(",")[2] for line in csv[1:]} == {"spin", "factored"}
+    # The numbers are the runs' own: each actor's final return is its run's last evaluation.
+    import csv as csv_module
+
+    table = {r["actor"]: r for r in csv_module.DictReader(csv)}
+    labels = {"spin": "SPIN", "factored": "F-IQL"}
+    for step in graph.order:
+        if step.kind != "policy":
+            continue
+        actor = step.params["config"]["actor"]
+        final = read_metrics(step.dir)[-1]["eval_return_mean"]
+        assert float(table[actor]["final_return_mean"]) == pytest.approx(final, abs=1e-9)
+        assert int(table[actor]["seeds"]) == 1
+        assert f"{final:.2f} ± 0.00" in rows[labels[actor]]
     # A second run finds everything done and only prints the table and where the report is.
     again = CliRunner().invoke(main, ["run", str(graph.pipeline.path), "--out", str(out)])
     assert again.exit_code == 0, again.output
