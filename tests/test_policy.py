@@ -81,7 +81,16 @@ def test_constrained_argmax_keeps_only_likely_bins(kind):
                  else actor.policy_probs(obs))
     ratio = probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1) / probs.amax(-1)
     assert (ratio >= 0.3 - 1e-6).all()
+    # Computed independently: among the bins with pi(b)/max pi >= 0.3, the best-scoring one.
+    allowed = probs / probs.amax(-1, keepdim=True) >= 0.3
+    expected = scores.masked_fill(~allowed, float("-inf")).argmax(-1)
+    assert torch.equal(chosen, expected)
+    assert (allowed.sum(-1) > 1).any()  # the threshold let several bins compete somewhere
     with torch.no_grad():  # threshold 1: only the mode; threshold 0: the best score
+        mode = actor.constrained_argmax(obs, scores, 1.0)
+        mode_probs = (torch.softmax(actor.logits(obs, mode), -1) if kind == "autoregressive"
+                      else probs)
+        assert torch.equal(mode, mode_probs.argmax(-1))
         assert (actor.constrained_argmax(obs, scores, 0.0) == scores.argmax(-1)).all()
 
 
