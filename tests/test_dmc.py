@@ -110,6 +110,20 @@ def test_per_dimension_bins_and_any_suite_task():
     assert obs.shape == (24,)
     obs, *_ = env.step([1, 2, 3, 4, 5, 6])
     assert obs.dtype == np.float32
+    # Each dimension has its own grid: the last bin of each is its actuator's maximum, and an
+    # inner bin lands where linspace(low, high, count) puts it - on MuJoCo's ctrl itself.
+    ctrl = env.unwrapped._env.physics.data.ctrl.copy()
+    spec = env.unwrapped._env.action_spec()
+    expected = [np.linspace(lo, hi, n)[k] for lo, hi, n, k in
+                zip(spec.minimum, spec.maximum, [2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6])]
+    np.testing.assert_allclose(ctrl, expected)
+    np.testing.assert_allclose(ctrl, spec.maximum)
+    env.step([0, 1, 1, 2, 2, 3])  # the middle of every odd count, a low bin of the even ones
+    ctrl = env.unwrapped._env.physics.data.ctrl.copy()
+    expected = [np.linspace(lo, hi, n)[k] for lo, hi, n, k in
+                zip(spec.minimum, spec.maximum, [2, 3, 4, 5, 6, 7], [0, 1, 1, 2, 2, 3])]
+    np.testing.assert_allclose(ctrl, expected)
+    np.testing.assert_allclose(ctrl[[1, 3, 5]], (spec.minimum + spec.maximum)[[1, 3, 5]] / 2)
 
 
 class TerminatesAfterHalfSecond(cheetah.Cheetah):
