@@ -277,3 +277,37 @@ def test_pretrain_on_cuda_with_bf16(maze_medium_expert, tmp_path):
     result = pretrain(small_config(store, tmp_path, epochs=2, device="cuda"))
     rows = read_metrics(result.run_dir)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] and rows[-1]["val_masked_acc"] > 0.6
+
+
+def test_vam_loss_is_the_elbo_computed_independently():
+    """VAM's loss = mean per-slot cross-entropy of the decoder at z ~ q(z|s,a) + beta x
+    KL(q || N(0, I)), recomputed here with torch.distributions and log_softmax; predict() gives
+    the decoder's logits at the prior's mean z = 0."""
+    from torch.distributions import Normal, kl_divergence
+
+    from spin_train.pretrain.objectives import make_objective
+
+    torch.manual_seed(0)
+    cfg = ASMConfig(obs_dim=5, bins=(3, 2, 4), d_model=16, n_heads=2, n_layers=1,
+                    head_hidden=16, dropout=0.0)
+    asm = ActionStructureModel(cfg).eval()
+    vam = make_objective("vam", asm, latent_dim=4, beta=0.3).eval()
+    obs = torch.randn(32, 5)
+    actions = torch.stack([torch.randint(0, b, (32,)) for b in cfg.bins], 1)
+    with torch.no_grad():
+        loss, stats = vam.loss(asm, obs, actions, torch.Generator().manual_seed(11))
+        mu, logvar = vam.posterior(asm.embed(obs, actions).mean(1)).chunk(2, -1)
+        std = torch.exp(0.5 * logvar)
+        z = mu + torch.randn(mu.shape, generator=torch.Generator().manual_seed(11)) * std
+        logits = vam._decode(asm, obs, z)
+        nll = -torch.stack([torch.log_softmax(logits[:, i, :b], -1)[torch.arange(32),
+                                                                    actions[:, i]]
+                            for i, b in enumerate(cfg.bins)], 1)
+        kl = kl_divergence(Normal(mu, std), Normal(0.0, 1.0)).sum(-1).mean()
+        torch.testing.assert_close(stats["kl"], kl, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats["recon"], nll.mean(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss, nll.mean() + 0.3 * kl, rtol=1e-5, atol=1e-6)
+        assert kl > 0  # an untrained posterior is not the prior
+        prior = vam._decode(asm, obs, torch.zeros(32, 4))
+        assert torch.equal(vam.predict(asm, obs), prior)  # logits of the decoder at z = 0
+        assert not torch.equal(prior, logits)
