@@ -237,6 +237,17 @@ def test_cli_pretrain_and_probe(maze_medium_expert, tmp_path):
         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "exact-match accuracy" in res.output and (out / "probe.json").exists()
+    # What the commands wrote: two epochs of metrics, an ASM of the asked sizes, and a probe
+    # report whose accuracies are fractions that the printed line repeats.
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] > rows[0]["step"]
+    asm, info = load_asm(out / "asm.pt")
+    assert asm.config.d_model == 32 and asm.config.n_layers == 1 and info["epochs_run"] == 2
+    probe = json.loads((out / "probe.json").read_text())
+    exact = probe["exact_match"]
+    assert 0.0 <= exact <= 1.0 and len(probe["slot_accuracy_per_dim"]) == 5
+    assert probe["asm_epochs"] == 2 and probe["chance_exact_match"] == pytest.approx(0.5 ** 5)
+    assert f"exact-match accuracy:       {exact:.4f}" in res.output
 
 
 @pytest.mark.parametrize("args, code, message", [
