@@ -451,3 +451,38 @@ def test_cli_dry_run_says_what_and_how_long_and_trains_nothing(tmp_path):
     assert rate > 100  # PPO on the maze: thousands of steps/s on any machine
     assert "warning" not in result.output  # minutes, not hours
     assert not any(tmp_path.iterdir())  # nothing trained, nothing cached
+
+
+@pytest.mark.parametrize("scale", [0.0, 50.0])
+def test_the_batched_maze_vec_env_steps_like_sb3s_dummy_vec_env(scale):
+    """PPO's maze training envs as one numpy batch give SB3 exactly what DummyVecEnv over
+    single mazes (Monitor inside, shaping outside) gives: observations, rewards, dones and the
+    infos PPO reads (terminal_observation, TimeLimit.truncated, Monitor's true episode return)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from spin_data.behaviour.maze_vec_env import BatchedMazeVecEnv
+
+    config, n = maze_config(5), 4
+    wrapper = {} if not scale else {"wrapper_class": PotentialShaping,
+                                    "wrapper_kwargs": {"gamma": 0.99, "scale": scale}}
+    dummy = make_vec_env(lambda: make_env("maze-5"), n_envs=n, seed=3, **wrapper)
+    batched = BatchedMazeVecEnv(config, n, {"gamma": 0.99, "scale": scale} if scale else None)
+    batched.seed(3)
+    np.testing.assert_array_equal(dummy.reset(), batched.reset())
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(400):  # several whole episodes per env (150-step limit, goals)
+        actions = rng.integers(0, 2, (n, 5))
+        a, b = dummy.step(actions), batched.step(actions)
+        for x, y in zip(a[:3], b[:3]):
+            np.testing.assert_array_equal(x, y)
+        for info_a, info_b in zip(a[3], b[3]):
+            assert info_a["TimeLimit.truncated"] == info_b["TimeLimit.truncated"]
+            assert ("terminal_observation" in info_a) == ("terminal_observation" in info_b)
+            if "terminal_observation" in info_a:
+                np.testing.assert_array_equal(info_a["terminal_observation"],
+                                              info_b["terminal_observation"])
+                assert info_a["episode"]["r"] == info_b["episode"]["r"]
+                assert info_a["episode"]["l"] == info_b["episode"]["l"]
+                episodes += 1
+    assert episodes >= 2 * n

@@ -99,7 +99,8 @@ def bin_grid_of(config: BehaviourConfig) -> Any:
 def make_training_env(config: BehaviourConfig) -> Any:
     """SB3's vectorised training envs: ``n_envs`` copies, env ``i`` seeded ``seed + i``.
 
-    SAC gets the continuous view, PPO the MultiDiscrete task. On mazes with a non-zero
+    SAC gets the continuous view, PPO the MultiDiscrete task (a maze's as one
+    :class:`~spin_data.behaviour.maze_vec_env.BatchedMazeVecEnv`). On mazes with a non-zero
     ``reward_shaping_scale`` each env is wrapped (outside SB3's Monitor, which therefore still
     logs true returns) in :class:`spin_data.behaviour.shaping.PotentialShaping`.
     """
@@ -108,6 +109,15 @@ def make_training_env(config: BehaviourConfig) -> Any:
     continuous = config.algorithm in learners.SQUASHED_GAUSSIAN
     wrapper_class = wrapper_kwargs = None
     scale = config.hyperparameters.get("reward_shaping_scale", 0.0)
+    if config.family == "maze" and not continuous:
+        # The same envs, seeds and shaping stepped as one numpy batch (see maze_vec_env).
+        from spin_data.behaviour.maze_vec_env import BatchedMazeVecEnv
+
+        maze = registry.make_env(config.env).get_wrapper_attr("config")
+        shaping = {"gamma": config.hyperparameters["gamma"], "scale": scale} if scale else None
+        venv = BatchedMazeVecEnv(maze, config.n_envs, shaping)
+        venv.seed(config.seed)
+        return venv
     if config.family == "maze" and scale:
         from spin_data.behaviour.shaping import PotentialShaping
 
