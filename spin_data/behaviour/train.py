@@ -335,9 +335,7 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
         while ladder.rungs:
             state = run / "resume" / f"step-{ladder.rungs[-1].step}"
             if (state / "model.zip").exists():
-                model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
-                if config.algorithm != "ppo":
-                    model.load_replay_buffer(state / "replay_buffer.pkl")
+                model = _load_resume(config, state, venv, device)
                 if popped:
                     _commit_ladder(run, ladder)  # before _drop_stale deletes their checkpoints
                 _drop_stale(run, ladder)
@@ -347,11 +345,8 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
     shorter = find_shorter_run(config, run.parent)
     if shorter is not None:
         ladder = _extend(config, run, *shorter)
-        state = run / "resume" / f"step-{ladder.rungs[-1].step}"
-        model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
-        if config.algorithm != "ppo":
-            model.load_replay_buffer(state / "replay_buffer.pkl")
-        return model, ladder
+        return _load_resume(config, run / "resume" / f"step-{ladder.rungs[-1].step}", venv,
+                            device), ladder
     ref = registry.reference_score(config.env, config.bins)
     random_returns = evaluate_returns(
         config, UniformRandomPolicy(bin_grid_of(config)))
@@ -365,6 +360,14 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     shutil.rmtree(run / "resume", ignore_errors=True)
     return _new_model(config, venv, device), ladder
+
+
+def _load_resume(config: BehaviourConfig, state: Path, venv: Any, device: str) -> Any:
+    """The SB3 model (and SAC's replay buffer) that :func:`_save_resume` wrote in ``state``."""
+    model = _algorithm_class(config).load(state / "model.zip", env=venv, device=device)
+    if config.algorithm != "ppo":
+        model.load_replay_buffer(state / "replay_buffer.pkl")
+    return model
 
 
 def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Ladder] | None:
