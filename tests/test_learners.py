@@ -146,6 +146,10 @@ def test_an_interrupted_sbx_run_resumes_from_its_last_rung(tmp_path):
     assert [r.step for r in ladder.rungs] == list(range(0, 6001, 1000)) and ladder.complete
     assert [r.step for r in ladder.rungs[:3]] == seen  # the committed rungs were kept
     assert (run / "ladder.png").is_file()
+    from tests.test_report import curve_colours
+
+    # Drawn: the rungs (C0), the medium rung's diamond (C2) and the expert rung's star (C3).
+    assert curve_colours(run / "ladder.png", min_pixels=20) == {0, 2, 3}
     # Only the final state is kept (a larger budget extends the run from it).
     assert sorted(p.name for p in (run / "resume").iterdir()) == ["step-6000"]
     assert (run / "resume" / "step-6000" / "replay_buffer.pkl").is_file()

@@ -355,12 +355,28 @@ def assert_png(path):
     assert len(colours) > 10  # curves, bands, text: not a blank canvas
 
 
+#: matplotlib's default colour cycle (C0, C1, ...), as 0xRRGGBB.
+CYCLE = (0x1F77B4, 0xFF7F0E, 0x2CA02C, 0xD62728, 0x9467BD, 0x8C564B)
+
+
+def curve_colours(path, min_pixels=150) -> set[int]:
+    """Indices of the default-cycle colours drawn opaque on at least ``min_pixels`` pixels."""
+    import matplotlib.image
+
+    rgb = np.round(matplotlib.image.imread(path)[..., :3] * 255).astype(np.uint32)
+    packed = rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+    return {i for i, c in enumerate(CYCLE) if int((packed == c).sum()) >= min_pixels}
+
+
 def test_learning_curve_plots_are_pngs(runs, tmp_path):
     both = plot_learning_curves(runs, tmp_path / "plots" / "curves.png", target=620.0)
     assert_png(both)
+    # One curve per (dataset, actor, algo) group: four groups, four cycle colours drawn.
+    assert curve_colours(both) == {0, 1, 2, 3}
     steps_only = plot_learning_curves([load_run(r) for r in runs[:5]], tmp_path / "steps.png",
                                       x="step")
     assert_png(steps_only)
+    assert curve_colours(steps_only) == {0, 1}  # factored (3 seeds) and spin (2 seeds)
     # One panel is narrower than two.
     import matplotlib.image
 
