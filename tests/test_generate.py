@@ -215,10 +215,13 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
     ds = open_dataset(tmp_path / "weak")
     expert = ds.metadata["behaviour"]["policies"]["expert"]
     assert expert["normalised"] < 0.8
-    [warning] = ds.metadata["warnings"]
+    # Two warnings: the ladder's (its best rung) and the collected episodes' own.
+    warning, collected_warning = ds.metadata["warnings"]
     assert f"normalised {expert['normalised']:.2f} < 0.8" in warning
     assert "853.62" in warning  # the published expert it falls short of
-    assert summary["warnings"] == [warning]
+    collected = ds.metadata["returns"]["expert"]
+    assert f"return {collected['mean']:.2f} on average" in collected_warning
+    assert summary["warnings"] == [warning, collected_warning]
     assert ds.metadata["behaviour"]["learner_library"] == "sbx"
     assert ds.metadata["behaviour"]["config"]["library"] == "sbx"
     assert "jax" in ds.metadata["behaviour"]["library"]
@@ -226,4 +229,22 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
 
     card = info_card(ds)  # what `spin-data info` prints: the learner, the picks, the warning
     assert f"  behaviour     sac (sbx), 6,000 steps; expert step {expert['step']:,}" in card
-    assert warning in card
+    assert warning in card and collected_warning in card
+
+
+def test_collected_expert_episodes_below_the_line_are_flagged():
+    """fish-swim's case: a ladder rung scored 1.13 over 10 episodes, the 1,000 collected
+    'expert' episodes 0.62 - the store must say so, whatever the rung claimed."""
+    from spin_data.envs import reference_score
+    from spin_data.generate import collected_expert_warnings
+
+    fish = reference_score("fish", 3)  # expert 418.58, random 72.32
+    returns = {"expert": {"episodes": 1000, "mean": 288.11}, "medium": {"episodes": 1000,
+                                                                        "mean": 127.93}}
+    [warning] = collected_expert_warnings(returns, fish)
+    assert "1000 episodes collected as 'expert' return 288.11" in warning
+    assert f"normalised {fish.normalise(288.11):.3f} < 0.8" in warning and "418.58" in warning
+    good = {"expert": {"episodes": 1000, "mean": fish.episode_return(0.85)}}
+    assert collected_expert_warnings(good, fish) == []
+    assert collected_expert_warnings({"medium": returns["medium"]}, fish) == []  # no expert
+    assert collected_expert_warnings(returns, None) == []  # no published score to judge by

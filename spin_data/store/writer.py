@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import zarr
@@ -407,6 +407,7 @@ def publish(
     workers: int = 1,
     staging_dir: str | os.PathLike | None = None,
     storage_options: dict[str, Any] | None = None,
+    review: Callable[[dict[str, Any]], list[str]] | None = None,
 ) -> str:
     """Build the store from every collected part and publish it atomically.
 
@@ -416,6 +417,9 @@ def publish(
             provenance, reference scores, seeds, creator...). spin adds the bin grid, totals,
             return statistics per source, creation time, package versions and checksums.
         workers: processes building shards in parallel (each owns whole shards).
+        review: called with the computed return statistics per source before the store is
+            published; the sentences it returns are appended to the metadata's ``warnings``
+            (how a dataset maker records a problem only the collected data shows).
 
     Returns:
         The location string, ready for :func:`spin_data.open_dataset`.
@@ -487,6 +491,8 @@ def publish(
         "versions": _package_versions(),
     }
     md = {"dataset_version": 1, "creator": {"name": getpass.getuser()}, **metadata, **computed}
+    if review is not None:
+        md["warnings"] = [*md.get("warnings", []), *review(computed["returns"])]
     content = schema.content_checksum(checksums)
     group.attrs.update({
         "metadata": md,
