@@ -78,7 +78,7 @@ def _behaviour(payload: dict[str, Any]) -> dict[str, Any]:
     ladder = train_behaviour(config, cache_dir=params["cache_dir"], progress=False)
     expert = ladder.expert()
     return {"run_dir": params["run_dir"], "rungs": len(ladder.rungs),
-            "expert_return": expert.mean_return, "expert_step": expert.step}
+            "expert_return": expert.estimate, "expert_step": expert.step}
 
 
 def _dataset(payload: dict[str, Any]) -> dict[str, Any]:

@@ -466,8 +466,10 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
         ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
     click.echo(ladder.table())
     expert = ladder.expert()
-    click.echo(f"\nexpert: step {expert.step:,}, return {expert.mean_return:.2f}"
-               + ("" if expert.normalised is None else f", normalised {expert.normalised:.3f}"))
+    score = ladder.normalised(expert.estimate)
+    click.echo(f"\nexpert: step {expert.step:,}, return {expert.estimate:.2f} over "
+               f"{len(expert.confirm_returns or expert.returns)} episodes"
+               + ("" if score is None else f", normalised {score:.3f}"))
     warning = ladder.warning()
     if warning:
         click.echo(warning, err=True)

@@ -3,7 +3,8 @@
 Phases:
 
 1. **behaviour**: train (or reuse from the cache) the behaviour run of the recipe's environment,
-   and pick its ladder rungs: expert = best, medium = closest to ``medium_fraction`` x expert.
+   and pick its ladder rungs: expert = best (confirmed on fresh episodes), medium = closest to
+   ``medium_fraction`` x expert.
    Skipped when the recipe only needs uniform-random data.
 2. **collect**: every source's episodes are cut into tasks of ``episodes_per_task`` episodes
    with seeds derived from the recipe's seed; each task writes its own part of the store's
@@ -199,7 +200,9 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
         "medium_fraction": recipe.medium_fraction,
         "policies": {source: {"step": r.step, "checkpoint_sha256": r.sha256,
                               "mean_return": r.mean_return, "std_return": r.std_return,
-                              "normalised": r.normalised, "score": ladder.score(r)}
+                              "normalised": r.normalised, "score": ladder.score(r),
+                              "confirmed_return": r.confirmed_return,
+                              "confirm_episodes": len(r.confirm_returns)}
                      for source, r in rungs.items()},
     }
     warning = ladder.warning()

@@ -31,7 +31,14 @@ from spin_data.behaviour import (
 )
 from spin_data.behaviour.policy import file_sha256, make_policy_spec, save_weights
 from spin_data.behaviour.shaping import GeodesicDistance, PotentialShaping
-from spin_data.behaviour.train import evaluate_returns, find_shorter_run, make_eval_env
+from spin_data.behaviour.train import (
+    CONFIRM_RUNGS,
+    confirm_seeds,
+    eval_seeds,
+    evaluate_returns,
+    find_shorter_run,
+    make_eval_env,
+)
 from spin_data.collect import collect_episodes
 from spin_data.cli import main
 from spin_data.envs import make_env, reference_score
@@ -67,6 +74,11 @@ def cheetah_run(cache):
     config = preset("cheetah", "test", library="sb3")
     ladder = train_behaviour(config, cache_dir=cache, progress=False)
     return config, ladder
+
+
+def _unconfirmed(rungs: list[Rung]) -> list[Rung]:
+    """The rungs as training scored them (a finished run adds confirmation returns to some)."""
+    return [dataclasses.replace(r, confirm_returns=()) for r in rungs]
 
 
 def _observations(env_name: str, n: int, seed: int = 0, **kwargs) -> np.ndarray:
@@ -116,7 +128,8 @@ def test_sac_on_cheetah_learns_above_random(cheetah_run, cache):
     for rung in ladder.rungs:
         assert file_sha256(run / rung.checkpoint) == rung.sha256
     csv_lines = (run / "ladder.csv").read_text().splitlines()
-    assert csv_lines[0] == "step,mean_return,std_return,normalised,checkpoint,sha256,wall_seconds"
+    assert csv_lines[0] == ("step,mean_return,std_return,normalised,checkpoint,sha256,"
+                            "wall_seconds,confirmed_return,confirmed_normalised")
     assert len(csv_lines) == len(ladder.rungs) + 1
     spec = json.loads((run / "policy.json").read_text())
     assert spec["action_space"]["type"] == "Box" and spec["policy_kwargs"]["net_arch"] == [64, 64]
@@ -132,6 +145,41 @@ def test_ppo_on_maze_ladder_has_a_medium_rung_between_random_and_expert(maze_run
     assert ref.random < medium.mean_return < expert.mean_return
     assert 0.2 < ladder.score(medium) / ladder.score(expert) < 0.7
     assert ladder.random_return < 0  # uniform-random bins almost never reach the goal
+
+
+def test_a_finished_run_confirms_its_best_rungs_on_fresh_episodes(maze_run, cache):
+    config, ladder, _ = maze_run
+    assert ladder.confirm_episodes == 10 * config.eval_episodes
+    assert not set(confirm_seeds(config)) & set(eval_seeds(config))
+    candidates = [r for r in ladder.rungs if r.confirm_returns]
+    # The best rungs by their evaluation means, each scored on all the confirmation seeds.
+    by_mean = sorted(ladder.rungs, key=lambda r: (-r.mean_return, r.step))[:CONFIRM_RUNGS]
+    assert sorted(r.step for r in candidates) == sorted(r.step for r in by_mean)
+    assert all(len(r.confirm_returns) == ladder.confirm_episodes for r in candidates)
+    expert = ladder.expert()
+    assert expert.estimate == max(np.mean(r.confirm_returns) for r in candidates)
+    # The confirmation returns are the checkpoint's own on those seeds.
+    policy = load_policy(run_directory(config, cache) / expert.checkpoint)
+    assert tuple(evaluate_returns(config, policy, confirm_seeds(config))) == expert.confirm_returns
+    csv_row = (run_directory(config, cache) / "ladder.csv").read_text().splitlines()[
+        1 + ladder.rungs.index(expert)]
+    assert csv_row.split(",")[-2] == f"{expert.estimate:.6g}"
+
+
+def test_a_finished_run_without_confirmation_is_confirmed_without_training(maze_run, cache,
+                                                                          tmp_path):
+    config, ladder, _ = maze_run
+    run = run_directory(config, tmp_path)
+    shutil.copytree(run_directory(config, cache), run)
+    old = dataclasses.replace(ladder, confirm_episodes=0, rungs=_unconfirmed(ladder.rungs))
+    (run / "ladder.json").write_text(old.to_json())  # as a run finished before confirmation
+    checkpoints = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    trained: list[int] = []
+    again = train_behaviour(config, cache_dir=tmp_path, progress=False,
+                            on_rung=lambda r: trained.append(r.step))
+    assert trained == [] and again == ladder  # the same candidates, seeds and returns
+    assert Ladder.from_json((run / "ladder.json").read_text()) == ladder
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == checkpoints
 
 
 def test_rung_scores_are_reproduced_by_the_loaded_checkpoint(maze_run, cache):
@@ -199,7 +247,7 @@ def test_an_interrupted_run_resumes_from_its_last_rung(cache):
     ladder = train_behaviour(config, cache_dir=cache, progress=False, on_rung=lambda r: resumed.append(r.step))
     assert resumed == [8192, 12_288, 16_384]  # finished rungs are not redone
     assert [r.step for r in ladder.rungs] == [0, 4096, 8192, 12_288, 16_384]
-    assert ladder.rungs[:2] == partial.rungs
+    assert _unconfirmed(ladder.rungs[:2]) == partial.rungs
     # Complete: only the last rung's training state is kept (what a longer budget extends).
     assert ladder.complete and sorted(os.listdir(run / "resume")) == ["step-16384"]
     assert all(a.wall_seconds <= b.wall_seconds for a, b in zip(ladder.rungs, ladder.rungs[1:]))
@@ -242,7 +290,9 @@ def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache
     ladder = train_behaviour(longer, cache_dir=cache, progress=False,
                              on_rung=lambda r: trained.append(r.step))
     assert trained == [12_288, 16_384]  # only the new rungs are trained and scored
-    assert ladder.rungs[:3] == first.rungs  # the shorter run's rungs, same weights and scores
+    # The shorter run's rungs, same weights and scores; its expert is confirmed again among all.
+    assert _unconfirmed(ladder.rungs[:3]) == _unconfirmed(first.rungs)
+    assert ladder.confirm_episodes == 20 and sum(bool(r.confirm_returns) for r in ladder.rungs) == 3
     assert ladder.extended_from == short.cache_key() and ladder.cache_key == longer.cache_key()
     assert ladder.complete and ladder.budget == 16_384
     # Training time accumulates over the shorter run's: it continued, it did not restart.

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from spin_data.cli import main as spin_data_main
 from spin_data.collect import UniformRandomPolicy, collect_episodes
-from spin_data.envs import make_env
+from spin_data.envs import make_env, reference_score
 from spin_data.generate import episode_seed, generate
 from spin_data.recipe import Recipe, RecipeError, find_recipe
 from spin_data.store import open_dataset
@@ -214,10 +214,14 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
                        cache_dir=str(tmp_path / "cache"), progress=False)
     ds = open_dataset(tmp_path / "weak")
     expert = ds.metadata["behaviour"]["policies"]["expert"]
-    assert expert["normalised"] < 0.8
+    # Scored on its confirmation episodes (20: 10 x the test preset's 2 per rung).
+    assert expert["confirm_episodes"] == 20 and expert["score"] < 0.8
+    assert expert["score"] == pytest.approx(reference_score("finger", 3).normalise(
+        expert["confirmed_return"]))
     # Two warnings: the ladder's (its best rung) and the collected episodes' own.
     warning, collected_warning = ds.metadata["warnings"]
-    assert f"normalised {expert['normalised']:.2f} < 0.8" in warning
+    assert f"normalised {expert['score']:.2f} < 0.8" in warning
+    assert "over 20 episodes" in warning
     assert "853.62" in warning  # the published expert it falls short of
     collected = ds.metadata["returns"]["expert"]
     assert f"return {collected['mean']:.2f} on average" in collected_warning
@@ -235,7 +239,6 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
 def test_collected_expert_episodes_below_the_line_are_flagged():
     """fish-swim's case: a ladder rung scored 1.13 over 10 episodes, the 1,000 collected
     'expert' episodes 0.62 - the store must say so, whatever the rung claimed."""
-    from spin_data.envs import reference_score
     from spin_data.generate import collected_expert_warnings
 
     fish = reference_score("fish", 3)  # expert 418.58, random 72.32

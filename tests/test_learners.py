@@ -148,8 +148,15 @@ def test_an_interrupted_sbx_run_resumes_from_its_last_rung(tmp_path):
     assert (run / "ladder.png").is_file()
     from tests.test_report import curve_colours
 
-    # Drawn: the rungs (C0), the medium rung's diamond (C2) and the expert rung's star (C3).
-    assert curve_colours(run / "ladder.png", min_pixels=20) == {0, 2, 3}
+    # Drawn: the rungs (C0), the confirmed candidates' crosses (C1), the medium rung's diamond
+    # (C2, where a rung precedes the expert: CrossQ barely learns in 6k steps, so the confirmed
+    # expert may be the untrained rung) and the expert rung's star (C3).
+    try:
+        ladder.medium()
+        drawn = {0, 1, 2, 3}
+    except ValueError:
+        drawn = {0, 1, 3}
+    assert curve_colours(run / "ladder.png", min_pixels=20) == drawn
     # Only the final state is kept (a larger budget extends the run from it).
     assert sorted(p.name for p in (run / "resume").iterdir()) == ["step-6000"]
     assert (run / "resume" / "step-6000" / "replay_buffer.pkl").is_file()

@@ -21,7 +21,9 @@ rungs and training state and goes on from its last rung) instead of starting ove
 A rung is committed in this order: checkpoint, resume state, then ``ladder.json`` replaced
 atomically. A run killed at any point therefore restarts from its last committed rung; work
 after it is redone (a resumed run is not bit-identical to an uninterrupted one: the training
-envs restart their episodes and torch's RNG state is not restored).
+envs restart their episodes and torch's RNG state is not restored). A finished run then
+confirms its expert (:func:`confirm_expert`): its few best rungs scored again on many fresh
+episodes, committed the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from spin_data.behaviour.policy import (
     BehaviourPolicy,
     build_policy_module,
     load_into,
+    load_policy,
     make_policy_spec,
     save_state,
 )
@@ -55,6 +58,12 @@ from spin_data.files import exclusive_lock, write_text_atomic
 #: Evaluation episodes reset with seeds EVAL_SEED_BASE + 10_000 * config.seed + e, far from the
 #: training envs' seeds (config.seed + i), and identical at every rung (common random numbers).
 EVAL_SEED_BASE = 1_000_000
+#: First reset seed of the confirmation episodes (see :func:`confirm_expert`).
+CONFIRM_SEED_BASE = 2_000_000
+#: Rungs with the best evaluation means that a finished run scores again on fresh episodes.
+CONFIRM_RUNGS = 3
+#: Confirmation episodes per candidate, as a multiple of the rungs' ``eval_episodes``.
+CONFIRM_FACTOR = 10
 
 
 class RunLocked(RuntimeError):
@@ -79,6 +88,17 @@ def run_directory(config: BehaviourConfig, cache_dir: str | os.PathLike | None =
 def eval_seeds(config: BehaviourConfig) -> list[int]:
     """Reset seeds of the evaluation episodes of every rung."""
     return [EVAL_SEED_BASE + 10_000 * config.seed + e for e in range(config.eval_episodes)]
+
+
+def confirm_episodes(config: BehaviourConfig) -> int:
+    """Fresh episodes each expert candidate is scored on: :data:`CONFIRM_FACTOR` x the rungs'."""
+    return CONFIRM_FACTOR * config.eval_episodes
+
+
+def confirm_seeds(config: BehaviourConfig) -> list[int]:
+    """Reset seeds of the confirmation episodes (disjoint from :func:`eval_seeds`)."""
+    return [CONFIRM_SEED_BASE + 100_000 * config.seed + e
+            for e in range(confirm_episodes(config))]
 
 
 # ============================================================================= environments
@@ -159,15 +179,42 @@ def _new_model(config: BehaviourConfig, venv: Any, device: str) -> Any:
 
 
 # ============================================================================= evaluation
-def evaluate_returns(config: BehaviourConfig, policy: Any) -> np.ndarray:
-    """True undiscounted returns (float64 ``(eval_episodes,)``) of ``policy`` on the eval seeds.
+def evaluate_returns(config: BehaviourConfig, policy: Any,
+                     seeds: list[int] | None = None) -> np.ndarray:
+    """True undiscounted returns (float64 ``(len(seeds),)``) of ``policy``, one episode per
+    reset seed (default: the rungs' :func:`eval_seeds`).
 
     ``policy`` follows :class:`spin_data.collect.BatchPolicy`; each episode samples from its
     own generator (:func:`spin_data.collect.episode_rng` of its seed), as dataset collection does.
     """
-    episodes = collect_episodes(lambda: make_eval_env(config), policy, eval_seeds(config),
-                                n_envs=min(8, config.eval_episodes))
+    seeds = eval_seeds(config) if seeds is None else seeds
+    episodes = collect_episodes(lambda: make_eval_env(config), policy, seeds,
+                                n_envs=min(8, len(seeds)))
     return np.asarray([float(np.sum(ep.rewards, dtype=np.float64)) for ep in episodes])
+
+
+def confirm_expert(config: BehaviourConfig, run: Path, ladder: Ladder,
+                   progress: bool = False) -> Ladder:
+    """Score the :data:`CONFIRM_RUNGS` best rungs of a finished run again, on
+    :func:`confirm_episodes` fresh episodes each, and commit the ladder with those returns
+    (its expert is then the best candidate by them; see :mod:`spin_data.behaviour.ladder`).
+
+    Choosing the best of tens of rungs by a 10-episode mean overrates the choice on noisy
+    tasks; the confirmation scores are independent of that choice.
+    """
+    from tqdm.auto import tqdm
+
+    seeds = confirm_seeds(config)
+    confirmed = {}
+    for rung in tqdm(ladder.candidates(CONFIRM_RUNGS), desc=f"confirm {config.canonical_env}",
+                     unit="rung", disable=not progress):
+        policy = load_policy(run / rung.checkpoint)
+        confirmed[rung.step] = tuple(float(r) for r in evaluate_returns(config, policy, seeds))
+    ladder.rungs = [dataclasses.replace(r, confirm_returns=confirmed.get(r.step, ()))
+                    for r in ladder.rungs]
+    ladder.confirm_episodes = len(seeds)
+    _commit_ladder(run, ladder)
+    return ladder
 
 
 # ============================================================================= files
@@ -238,20 +285,26 @@ def train_behaviour(
         device: torch device for SB3 (``"auto"``: see :func:`resolve_device`). Not part of the
             cache key: checkpoints are saved on the CPU either way.
 
+    Once the budget is reached the run's expert is confirmed (:func:`confirm_expert`).
+
     Returns:
-        The complete ladder. A run already complete in the cache returns at once, untouched.
+        The complete, confirmed ladder. A run already so in the cache returns at once,
+        untouched.
 
     Raises:
         RunLocked: another process is training the same run.
     """
     run = run_directory(config, cache_dir)
     done = load_ladder(run)
-    if done is not None and done.complete:
+    if done is not None and done.complete and done.confirm_episodes:
         return done
     run.mkdir(parents=True, exist_ok=True)
     # One torch/XLA thread is the fast setting for these small updates (see learners).
     with learners.one_thread(), _run_lock(run):
-        return _train_locked(config, run, progress, on_rung, resolve_device(config, device))
+        ladder = _train_locked(config, run, progress, on_rung, resolve_device(config, device))
+        if not ladder.confirm_episodes:  # also runs finished before confirmation existed
+            ladder = confirm_expert(config, run, ladder, progress)
+        return ladder
 
 
 def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
@@ -403,9 +456,12 @@ def _extend(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -
     shutil.rmtree(run / "resume", ignore_errors=True)
     shutil.copytree(source / "checkpoints", run / "checkpoints")
     shutil.copytree(source / "resume" / last, run / "resume" / last)
+    # Its confirmation is dropped: the longer run's candidates are chosen among all its rungs.
     ladder = dataclasses.replace(shorter, cache_key=config.cache_key(), budget=config.budget,
                                  complete=False, extended_from=shorter.cache_key,
-                                 rungs=list(shorter.rungs))
+                                 confirm_episodes=0,
+                                 rungs=[dataclasses.replace(r, confirm_returns=())
+                                        for r in shorter.rungs])
     _commit_ladder(run, ladder)
     return ladder
 
