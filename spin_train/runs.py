@@ -122,18 +122,23 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
-                    identity_keys: Iterable[str]) -> tuple[Path, dict | None]:
+                    identity_keys: Iterable[str], defaults: dict[str, Any] | None = None
+                    ) -> tuple[Path, dict | None]:
     """Create ``run_dir`` or resume it; return ``(path, last checkpoint or None)``.
 
     A directory that already holds a run is resumed when its ``config.json`` agrees on every
     key of ``identity_keys`` (dataset, model sizes, seed...); a different run's directory is
-    refused rather than overwritten.
+    refused rather than overwritten. A key the saved config lacks (a setting added to spin after
+    that run was written) agrees when ``config`` holds its value from ``defaults`` - the
+    behaviour the older run had.
     """
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.json"
+    defaults = defaults or {}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
-        diff = [k for k in identity_keys if saved.get(k) != config.get(k)]
+        diff = [k for k in identity_keys
+                if saved.get(k, defaults.get(k)) != config.get(k)]
         if diff:
             raise RunError(f"{run_dir} holds a different run ({', '.join(diff)} differ): "
                            f"choose another --out")

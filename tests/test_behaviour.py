@@ -486,9 +486,12 @@ def test_cli_prints_the_ladder_and_the_run_directory(maze_run, cache):
     result = CliRunner().invoke(main, ["train-behaviour", "--env", "maze-5", "--budget", "test",
                                        "--cache-dir", str(cache), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "expert" in result.output and "medium" in result.output
     assert f"run: {run_directory(config, cache)}" in result.output
-    assert f"{ladder.expert().mean_return:.2f}" in result.output
+    assert ladder.table() in result.output  # every rung, expert and medium marked
+    expert = ladder.expert()
+    assert (f"expert: step {expert.step:,}, return {expert.estimate:.2f} over "
+            f"{ladder.confirm_episodes} episodes, normalised "
+            f"{reference_score('maze-5').normalise(expert.estimate):.3f}") in result.output
 
 
 def test_cli_dry_run_says_what_and_how_long_and_trains_nothing(tmp_path):

@@ -71,3 +71,26 @@ def test_the_normaliser_and_its_inverse():
     assert score.normalise(689.70) == pytest.approx((689.70 - 4.36) / 849.26)
     assert score.episode_return(0.95) == pytest.approx(4.36 + 0.95 * 849.26)
     assert score.normalise(score.episode_return(0.4)) == pytest.approx(0.4)
+
+
+def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_path):
+    """A run directory from an older spin lacks newer settings (e.g. saint_dropout): it is the
+    same run when the new config keeps the setting's default, a different one otherwise."""
+    import json
+
+    from spin_train.runs import RunError, prepare_run_dir
+
+    old = {"dataset": "maze", "seed": 0}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old))
+    keys = ["dataset", "seed", "saint_dropout"]
+    path, state = prepare_run_dir(tmp_path / "run", old | {"saint_dropout": 0.0},
+                                  identity_keys=keys, defaults={"saint_dropout": 0.0})
+    assert path == tmp_path / "run" and state is None
+    with pytest.raises(RunError, match=r"holds a different run \(saint_dropout differ\)"):
+        prepare_run_dir(tmp_path / "run", old | {"saint_dropout": 0.1}, identity_keys=keys,
+                        defaults={"saint_dropout": 0.0})
+    with pytest.raises(RunError, match=r"\(seed differ\)"):
+        prepare_run_dir(tmp_path / "run", old | {"seed": 1, "saint_dropout": 0.0},
+                        identity_keys=keys, defaults={"saint_dropout": 0.0})
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == old  # untouched

@@ -31,7 +31,7 @@ from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_comp
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ASMConfig
 from spin_train.models.actors import ACTORS, DistilledActor, make_actor
-from spin_train.options import option
+from spin_train.options import field_defaults, option
 from spin_train.policy.evaluate import env_make_kwargs, evaluate
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
@@ -201,7 +201,8 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         "normaliser": normaliser.to_dict() if normaliser is not None else None,
     }
     identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
-    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity)
+    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity,
+                                     defaults=field_defaults(type(cfg)))
 
     torch.manual_seed(cfg.seed)
     saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,

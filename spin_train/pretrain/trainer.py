@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise, split_episodes
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel, ASMConfig
-from spin_train.options import option
+from spin_train.options import field_defaults, option
 from spin_train.pretrain.objectives import make_objective
 from spin_train.runs import (MetricsLog, RunError, load_checkpoint, prepare_run_dir,
                              read_metrics, save_checkpoint, write_json)
@@ -193,7 +193,8 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
                     dataset_id=dataset_id, asm=asm_cfg.to_dict(),
                     train_steps=int(len(train_steps)), val_steps=int(len(val_steps)))
     identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
-    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity)
+    run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity,
+                                     defaults=field_defaults(type(cfg)))
 
     torch.manual_seed(cfg.seed)
     asm = ActionStructureModel(asm_cfg).to(device)
