@@ -133,3 +133,51 @@ def test_console_scripts_help(command):
     proc = subprocess.run([str(bindir / command[0]), *command[1:]], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
+
+
+# ============================================================================= gymnasium ids
+def test_every_catalogue_recipe_has_a_gymnasium_id_that_builds_its_env():
+    """Other libraries build the evaluation env by id: `gymnasium.make("spin/<task>-<bins>bins-v0")`
+    must give the env a recipe's data was collected in (same observations, actions, rewards)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from spin_data.envs import gym_id
+    from spin_data.recipe import Recipe, catalog
+
+    ids = set()
+    for path in catalog().values():
+        recipe = Recipe.from_yaml(path)
+        spec = resolve(recipe.env)
+        ids.add((gym_id(spec.canonical, recipe.n_bins),
+                 recipe.grid if spec.family == "dmc" else "actuator", recipe.n_bins))
+    assert {i for i, _, _ in ids} >= {"spin/cheetah-run-3bins-v0", "spin/dog-trot-30bins-v0",
+                                      "spin/maze-15-2bins-v0"}
+    for env_id, grid, bins in sorted(ids):
+        task = env_id.split("/")[1].rsplit("-", 2)[0]
+        by_id, direct = gym.make(env_id), make_env(task, bins=bins, grid=grid)
+        assert by_id.spec.max_episode_steps == direct.get_wrapper_attr("max_episode_steps")
+        assert by_id.action_space == direct.action_space, env_id
+        obs_a, _ = by_id.reset(seed=7)
+        obs_b, _ = direct.reset(seed=7)
+        np.testing.assert_array_equal(obs_a, obs_b)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            action = rng.integers(0, direct.action_space.nvec)
+            step_a, step_b = by_id.step(action), direct.step(action)
+            np.testing.assert_array_equal(step_a[0], step_b[0])
+            assert step_a[1:4] == step_b[1:4]
+        by_id.close(), direct.close()
+
+
+def test_gymnasium_ids_work_without_importing_spin_first_and_take_make_env_arguments():
+    probe = ("import gymnasium as gym\n"
+             "env = gym.make('spin_data.envs:spin/maze-5-2bins-v0')\n"
+             "print(env.spec.id, env.spec.max_episode_steps, env.action_space)\n"
+             "print(gym.make('spin/cheetah-run-3bins-v0', grid='actuator', bins=5).action_space)\n"
+             "print(sorted(i for i in gym.registry if i.startswith('spin/'))[:2])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "spin/maze-5-2bins-v0 150 MultiDiscrete([2 2 2 2 2])"
+    assert out[1] == "MultiDiscrete([5 5 5 5 5 5])"
+    assert out[2] == "['spin/cheetah-run-3bins-v0', 'spin/dog-trot-100bins-v0']"

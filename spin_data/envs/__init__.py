@@ -12,6 +12,10 @@ from spin_data.envs.registry import (
     resolve,
 )
 
+from spin_data.envs.gym_ids import gym_id, register_all
+
+register_all()  # gymnasium.make("spin/<task>-<bins>bins-v0") once spin_data is imported
+
 __all__ = [
     "BinGrid",
     "BinGridError",
@@ -19,8 +23,10 @@ __all__ = [
     "NoReferenceScore",
     "ReferenceScore",
     "UnknownEnvironment",
+    "gym_id",
     "make_env",
     "normalised_score",
+    "register_all",
     "reference_score",
     "registered_envs",
     "resolve",
