@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import sys
 from typing import Any
 
@@ -194,22 +195,44 @@ def combine(stores: tuple[str, ...], out: str, dataset_id: str | None, workers: 
 
 @main.command()
 @click.argument("store")
-@click.option("--format", "fmt", type=click.Choice(["npz"]), default="npz", show_default=True,
-              help="Output format (D4RL-style arrays).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="The file to write (must not exist).")
-def export(store: str, fmt: str, out: str) -> None:
-    """Export STORE as plain numeric arrays (loads with numpy, no pickle)."""
+@click.option("--format", "fmt", type=click.Choice(["npz", "minari"]), default="npz",
+              show_default=True,
+              help="npz: one file of D4RL-style arrays; minari: a Minari dataset (HDF5, extra "
+                   ".[minari]) in the datasets directory --out.")
+@click.option("--out", required=True,
+              help="npz: the file to write; minari: the Minari datasets directory (load with "
+                   "MINARI_DATASETS_PATH=<out>). Nothing existing is replaced.")
+@click.option("--id", "dataset_id", default=None,
+              help="Minari dataset id (default spin/<task>-<bins>bins/<quality>-v0).")
+def export(store: str, fmt: str, out: str, dataset_id: str | None) -> None:
+    """Export STORE as plain numeric arrays (loads with numpy, no pickle) or as Minari."""
     from spin_data.store import tools
 
     with _store_errors():
+        if fmt == "minari":
+            from spin_data.store.tools.minari_io import export_minari
+
+            exported = export_minari(store, out, dataset_id=dataset_id)
+            click.echo(f"wrote Minari dataset {exported} in {out} (load: MINARI_DATASETS_PATH="
+                       f"{out} and minari.load_dataset({exported!r}))")
+            return
+        if dataset_id is not None:
+            raise click.UsageError("--id applies to --format minari only")
+        if os.path.isdir(out):
+            raise click.BadParameter(f"{out} is a directory; npz writes one file",
+                                     param_hint="--out")
         path = tools.export_npz(store, out)
     click.echo(f"wrote {path}")
 
 
 @main.command(name="import")
-@click.argument("pickle_path", metavar="PICKLE", type=click.Path(dir_okay=False))
-@click.option("--env", "env_name", required=True, help="Environment the data was collected on.")
+@click.argument("source_path", metavar="SOURCE")
+@click.option("--format", "fmt", type=click.Choice(["benchmark-pickle", "minari"]),
+              default="benchmark-pickle", show_default=True,
+              help="benchmark-pickle: a list of (s, a, r, s', done) tuples; minari: a Minari "
+                   "dataset directory or local id (extra .[minari]).")
+@click.option("--env", "env_name", default=None,
+              help="Environment the data was collected on (needed unless spin exported it).")
 @click.option("--bins", type=click.IntRange(min=2), default=None,
               help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
 @click.option("--grid", type=click.Choice(["unit", "actuator"]), default="unit", show_default=True,
@@ -218,30 +241,46 @@ def export(store: str, fmt: str, out: str) -> None:
 @click.option("--allow-pickle", is_flag=True,
               help="Permit unpickling PICKLE (it runs code from the file: trusted files only).")
 @click.option("--source", type=click.Choice(["random", "medium", "expert", "other"]),
-              default="other", show_default=True, help="Source code of every episode.")
+              default="other", show_default=True,
+              help="Source code of every episode (benchmark pickles).")
 @click.option("--actions", type=click.Choice(["auto", "indices", "values"]), default="auto",
               show_default=True,
-              help="Actions in the file: bin indices, bin values, or auto (ints = indices).")
+              help="Actions in a pickle: bin indices, bin values, or auto (ints = indices).")
+@click.option("--quantise", is_flag=True,
+              help="Minari datasets with continuous (Box) actions: snap them to the nearest "
+                   "bins (lossy).")
 @click.option("--id", "dataset_id", default=None, help="Dataset id (default: the --out name).")
-def import_(pickle_path: str, env_name: str, bins: int | None, grid: str, out: str,
-            allow_pickle: bool, source: str, actions: str, dataset_id: str | None) -> None:
-    """Import a benchmark pickle of (s, a, r, s', done) tuples as a store.
-
-    A done after exactly the env's time limit is a truncation, earlier a termination.
+def import_(source_path: str, fmt: str, env_name: str | None, bins: int | None, grid: str,
+            out: str, allow_pickle: bool, source: str, actions: str, quantise: bool,
+            dataset_id: str | None) -> None:
+    """Import SOURCE as a store: a benchmark pickle of (s, a, r, s', done) tuples (a done after
+    exactly the env's time limit is a truncation, earlier a termination), or a Minari dataset.
     """
     from spin_data.envs import registry
     from spin_data.store import tools
 
-    if not allow_pickle:
-        raise click.UsageError(f"{pickle_path}: refused: {tools.PICKLE_REFUSAL}")
+    if fmt == "benchmark-pickle" and env_name is None:
+        raise click.UsageError("Missing option '--env' (the environment of the pickle).")
+    if fmt == "benchmark-pickle" and not allow_pickle:
+        raise click.UsageError(f"{source_path}: refused: {tools.PICKLE_REFUSAL}")
     with _store_errors():
-        spec = registry.resolve(env_name)
-        if spec.family != "dmc" and bins not in (None, 2):
+        family = registry.resolve(env_name).family if env_name else None
+        if family == "maze" and bins not in (None, 2):
             raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
                                      param_hint="--bins")
-        location = tools.import_benchmark_pickle(
-            pickle_path, out, env_name=env_name, bins=bins, allow_pickle=True, source=source,
-            grid=grid, actions=actions, dataset_id=dataset_id)
+        if fmt == "minari":
+            from spin_data.store.tools.minari_io import import_minari
+
+            location, notes = import_minari(
+                source_path, out, env_name=env_name, bins=bins,
+                grid=grid if family == "dmc" else None, quantise=quantise,
+                dataset_id=dataset_id)
+            for note in notes:
+                click.echo(f"warning: {note}", err=True)
+        else:
+            location = tools.import_benchmark_pickle(
+                source_path, out, env_name=env_name, bins=bins, allow_pickle=True,
+                source=source, grid=grid, actions=actions, dataset_id=dataset_id)
     click.echo(f"published {location}")
 
 
