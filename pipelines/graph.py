@@ -300,6 +300,8 @@ class _Builder:
                               "bins": r.n_bins, "quality": r.quality}
         params = {"title": spec.title or f"Pipeline {self.p.name}", "fraction": spec.fraction,
                   "at_step": spec.at_step, "target": spec.target, "paper": spec.paper}
+        if spec.score_scale != "fraction":  # absent by default: older reports keep their id
+            params["score_scale"] = spec.score_scale
         paper_rows = None
         if spec.paper:
             from pipelines.paper import load_paper_tables

@@ -23,11 +23,11 @@ from pipelines.paper import compare_with_paper, method_label
 from spin_data.text import align_rows
 
 
-def results_table(result: dict[Any, dict[str, Any]]) -> str:
+def results_table(result: dict[Any, dict[str, Any]], scale: str = "fraction") -> str:
     """``spin_train.report``'s table with the paper's method names in front (SPIN, F-IQL...)."""
     from spin_train.report import table_rows
 
-    rows = table_rows(result)
+    rows = table_rows(result, scale)
     groups = list(result.values())
     out = [["method"] + rows[0]]
     for g, row in zip(groups, rows[1:]):
@@ -99,7 +99,8 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
     png_path = report.plot_learning_curves(
         list(runs.values()), out / "learning_curves.png", title=params["title"],
         target=targets.pop() if len(targets) == 1 and None not in targets else None)
-    table = results_table(result)
+    scale = params.get("score_scale", "fraction")
+    table = results_table(result, scale)
     times, time_rows = step_times(params["all_steps"])
     made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -111,7 +112,8 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
              "- final return: mean ± std over seeds of each run's last evaluation (mean "
              "undiscounted return of its evaluation episodes);",
              "- normalised: (R - random) / (expert - random) with the benchmark's reference "
-             "scores (1.0 = expert);",
+             + ("scores, x100 (100 = expert);" if scale == "percent"
+                else "scores (1.0 = expert);"),
              f"- time to target: wall-clock minutes to the first evaluation within "
              f"{100 * (1 - params['fraction']):.0f}% of the target (SPIN and SPIN-Distill "
              "include pre-training); (k/n): seeds that reached it;",

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from spin_data.envs.reference import SCORE_SCALES
+
 #: Step-level keys every dataset entry, pre-training group and policy group may carry.
 RESOURCE_KEYS = ("cpus", "gpus")
 #: Config fields the pipeline sets itself (each step's location and inputs; no live bars).
@@ -185,6 +187,7 @@ class ReportSpec:
     target: float | None = None
     paper: str | None = None  # a table of pipelines/paper_numbers.yaml
     policies: list[Ref] | None = None  # policy groups to report (default: all)
+    score_scale: str = "fraction"  # normalised scores as fractions or "percent" (0-100)
     line: int = 0
 
 
@@ -534,7 +537,8 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
     from pipelines.paper import load_paper_tables
 
     entry = check.mapping(entry, "report", line)
-    check.keys(entry, ("title", "fraction", "at_step", "target", "paper", "policies"), "report")
+    check.keys(entry, ("title", "fraction", "at_step", "target", "paper", "policies",
+                       "score_scale"), "report")
     spec = ReportSpec(line=entry.line)
     if "title" in entry:
         spec.title = str(entry["title"])
@@ -544,6 +548,11 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
             raise check.fail(f"report: fraction must be in (0, 1], got {value!r}",
                              entry.line_of("fraction"))
         spec.fraction = float(value)
+    if "score_scale" in entry:
+        if entry["score_scale"] not in SCORE_SCALES:
+            raise check.fail(f"report: score_scale must be one of {', '.join(SCORE_SCALES)}, "
+                             f"got {entry['score_scale']!r}", entry.line_of("score_scale"))
+        spec.score_scale = entry["score_scale"]
     if "at_step" in entry:
         spec.at_step = check.positive_int(entry["at_step"], "report: at_step",
                                           entry.line_of("at_step"))

@@ -136,7 +136,10 @@ def _store_errors() -> contextlib.AbstractContextManager[None]:
 @main.command()
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def info(store: str, as_json: bool) -> None:
+@click.option("--scale", type=click.Choice(["fraction", "percent"]), default="fraction",
+              show_default=True,
+              help="Normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100).")
+def info(store: str, as_json: bool, scale: str) -> None:
     """Describe a dataset: id, env, quality, sizes, bins, returns per source, provenance.
 
     STORE: a store path or URL (directory, file://, .zip, s3://...).
@@ -148,7 +151,7 @@ def info(store: str, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(tools.info_dict(ds), indent=2))
         else:
-            click.echo(tools.info_card(ds))
+            click.echo(tools.info_card(ds, scale=scale))
 
 
 @main.command()

@@ -150,16 +150,19 @@ def policy(**kwargs: Any) -> None:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="learning curves PNG (default: compare.png in the current directory)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
-              help="also write the table as CSV")
+              help="also write the table as CSV (scores always as fractions)")
+@click.option("--scale", type=click.Choice(["fraction", "percent"]), default="fraction",
+              show_default=True,
+              help="normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100)")
 def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at_step: int,
-            plot_path: str | None, csv_path: str | None) -> None:
+            plot_path: str | None, csv_path: str | None, scale: str) -> None:
     """Compare stage-2 runs: final return (mean +- std over seeds), time to target, fraction of
     the target after --at-step steps (paper Table 4), and their learning curves on one figure."""
     from spin_train import report
 
     with _run_errors():
         result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step)
-        click.echo(report.format_table(result))
+        click.echo(report.format_table(result, scale))
         png = report.plot_learning_curves(run_dirs, plot_path or "compare.png")
         click.echo(f"learning curves: {png}")
         if csv_path:

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from spin_data.envs.reference import format_score, score_label
 from spin_data.text import align_rows
 from spin_train.runs import RunError, read_metrics
 
@@ -264,11 +265,13 @@ def _pm(mean: float | None, std: float | None, digits: int) -> str:
     return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def table_rows(result: dict[GroupKey, dict[str, Any]]) -> list[list[str]]:
-    """Header and cell strings of :func:`format_table` (time to target in minutes)."""
+def table_rows(result: dict[GroupKey, dict[str, Any]], scale: str = "fraction"
+               ) -> list[list[str]]:
+    """Header and cell strings of :func:`format_table` (time to target in minutes; normalised
+    scores at ``scale``, ``fraction`` or ``percent``)."""
     at_steps = {g["at_step"] for g in result.values()}
     at_label = f"@{at_steps.pop():,} steps" if len(at_steps) == 1 else "@step"
-    header = ["dataset", "actor", "algo", "seeds", "final return", "normalised",
+    header = ["dataset", "actor", "algo", "seeds", "final return", score_label(scale),
               "time to target (min)", f"% of target {at_label}", "target used"]
     rows = [header]
     for g in result.values():
@@ -283,13 +286,20 @@ def table_rows(result: dict[GroupKey, dict[str, Any]]) -> list[list[str]]:
                   else f"{g['target']:.2f} ({g['target_source']})")
         rows.append([g["dataset_id"], g["actor"], g["algo"], str(g["seeds"]),
                      _pm(g["final_return_mean"], g["final_return_std"], 2),
-                     _pm(g["normalised_mean"], g["normalised_std"], 3), ttt, at, target])
+                     _pm_score(g["normalised_mean"], g["normalised_std"], scale), ttt, at,
+                     target])
     return rows
 
 
-def format_table(result: dict[GroupKey, dict[str, Any]]) -> str:
+def _pm_score(mean: float | None, std: float | None, scale: str) -> str:
+    if mean is None:
+        return "-"
+    return f"{format_score(mean, scale)} ± {format_score(std, scale)}"
+
+
+def format_table(result: dict[GroupKey, dict[str, Any]], scale: str = "fraction") -> str:
     """A plain-text table of :func:`compare`'s result, columns aligned (numbers to the right)."""
-    return align_rows(table_rows(result), left={0, 1, 2, 8})
+    return align_rows(table_rows(result, scale), left={0, 1, 2, 8})
 
 
 #: Columns of :func:`write_csv`, in order (times in seconds, scores as fractions).

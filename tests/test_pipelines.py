@@ -159,6 +159,24 @@ def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds, paper):
         counts[s.kind] = counts.get(s.kind, 0) + 1
     assert counts == kinds
     assert graph.steps["report"].params["paper"] == paper
+    assert "score_scale" not in graph.steps["report"].params  # fractions: the default
+
+
+def test_report_scores_on_the_0_100_scale_when_asked(tmp_path):
+    from pipelines.reporting import results_table
+
+    file = tmp_path / "p.yaml"
+    file.write_text(GOOD_HEAD + "policies:\n  main:\n    actors: [factored]\n"
+                    "report:\n  score_scale: percent\n")
+    graph = build_graph(load_pipeline(file, out=tmp_path / "out"))
+    assert graph.steps["report"].params["score_scale"] == "percent"
+    group = {"dataset_id": "d", "actor": "factored", "algo": "iql", "seeds": 2,
+             "final_return_mean": 60.0, "final_return_std": 2.0, "normalised_mean": 0.6123,
+             "normalised_std": 0.0201, "time_to_target_s_mean": None, "reached": 0,
+             "fraction_at_step_mean": None, "at_step": 100, "target": None,
+             "target_source": "reference expert"}
+    assert "61.2 ± 2.0" in results_table({"g": group}, "percent")
+    assert "0.612 ± 0.020" in results_table({"g": group})
 
 
 # ============================================================================= (b) bad input
@@ -189,6 +207,8 @@ datasets:
      ["pretrain group 'asm': d_model must be a whole number, got 6.5"]),
     (GOOD_HEAD + "    size: 10\n", 7, ["duplicate key 'size'"]),
     (GOOD_HEAD + "colour: red\n", 7, ["unknown key 'colour' in the pipeline"]),
+    (GOOD_HEAD + "report:\n  score_scale: x100\n", 8,
+     ["report: score_scale must be one of fraction, percent, got 'x100'"]),
 ])
 def test_bad_pipeline_files_are_refused_naming_line_and_key(tmp_path, body, line, fragments):
     file = tmp_path / "bad.yaml"

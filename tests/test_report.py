@@ -330,6 +330,18 @@ def test_format_table_and_csv(runs, tmp_path):
     # Aligned: every column starts at the same offset in every row.
     seeds_col = lines[0].index("seeds")
     assert all(line[seeds_col + 4] in "s123" for line in lines[2:])
+    # The 0-100 scale: the same cells x100 with one decimal, everything else unchanged.
+    spin = next(g for g in result.values() if g["actor"] == "spin" and g["algo"] == "iql")
+    percent = format_table(result, "percent").splitlines()
+    assert "normalised (0-100)" in percent[0]
+    spin_percent = next(line for line in percent if "spin" in line and "iql" in line)
+    assert (f"{100 * spin['normalised_mean']:.1f} ± {100 * spin['normalised_std']:.1f}"
+            in spin_percent)
+    assert f"{spin['normalised_mean']:.3f} ± {spin['normalised_std']:.3f}" in spin_line
+    assert spin_percent.replace(" ", "").replace(
+        f"{100 * spin['normalised_mean']:.1f}±{100 * spin['normalised_std']:.1f}", "") == \
+        spin_line.replace(" ", "").replace(
+            f"{spin['normalised_mean']:.3f}±{spin['normalised_std']:.3f}", "")
 
     path = write_csv(result, tmp_path / "out" / "compare.csv")
     with open(path, newline="") as f:

@@ -477,6 +477,12 @@ def test_info_card_and_json(tmp_path, stores):
     assert "reference     expert 99.34, random -5.62" in result.output
     assert ds.content_checksum in result.output
     assert result.output.strip() == info_card(ds)
+    norm = (ds.metadata["returns"]["medium"]["mean"] + 5.62) / (99.34 + 5.62)
+    assert f"(normalised {norm:.3f})" in result.output
+    percent = run_cli("info", medium, "--scale", "percent")
+    assert f"(normalised (0-100) {100 * norm:.1f})" in percent.output
+    assert percent.output.strip() == info_card(ds, scale="percent")
+    assert run_cli("info", medium, "--scale", "x100").exit_code == 2
 
     result = run_cli("info", medium, "--json")
     data = json.loads(result.output)

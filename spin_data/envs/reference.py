@@ -37,6 +37,23 @@ class ReferenceScore:
         return self.random + normalised * (self.expert - self.random)
 
 
+#: How normalised scores are printed: ``fraction`` (0 = random, 1 = expert; spin's default) or
+#: ``percent`` (x100: 0-100, as D4RL, CORL and dmc_datasets report them).
+SCORE_SCALES = ("fraction", "percent")
+
+
+def format_score(normalised: float, scale: str = "fraction") -> str:
+    """A normalised score as printed: ``0.953`` (fraction) or ``95.3`` (percent)."""
+    if scale not in SCORE_SCALES:
+        raise ValueError(f"unknown score scale {scale!r}: accepted {', '.join(SCORE_SCALES)}")
+    return f"{100 * normalised:.1f}" if scale == "percent" else f"{normalised:.3f}"
+
+
+def score_label(scale: str = "fraction") -> str:
+    """The column / field name of scores printed at ``scale``."""
+    return "normalised (0-100)" if scale == "percent" else "normalised"
+
+
 class NoReferenceScore(LookupError):
     """No published reference score exists for this task and bin count."""
 

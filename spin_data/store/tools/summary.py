@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from spin_data.envs.reference import ReferenceScore
+from spin_data.envs.reference import ReferenceScore, format_score, score_label
 from spin_data.store.reader import Dataset
 from spin_data.store.writer import return_statistics
 
@@ -54,8 +54,15 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def info_card(ds: Dataset) -> str:
-    """A readable multi-line card describing a dataset."""
+def _pick_score(pick: dict[str, Any]) -> float:
+    """A behaviour pick's normalised score: its confirmed one where the ladder confirmed it
+    (``score``, from many fresh episodes), else its rung's."""
+    return float(pick["score"] if pick.get("confirmed_return") is not None else pick["normalised"])
+
+
+def info_card(ds: Dataset, scale: str = "fraction") -> str:
+    """A readable multi-line card describing a dataset; normalised scores at ``scale``
+    (``fraction`` or ``percent``, see :data:`spin_data.envs.reference.SCORE_SCALES`)."""
     d = info_dict(ds)
     env = d["env"] or {}
     kwargs = env.get("kwargs") or {}
@@ -79,7 +86,7 @@ def info_card(ds: Dataset) -> str:
     ]
     for name, s in d["returns"].items():
         norm = d["normalised_mean_return"]
-        extra = f"  (normalised {norm[name]:.3f})" if norm else ""
+        extra = f"  ({score_label(scale)} {format_score(norm[name], scale)})" if norm else ""
         lines.append(f"                {name:<10}{s['episodes']:>9}{s['mean']:>10.2f}"
                      f"{s['std']:>10.2f}{s['min']:>10.2f}{s['max']:>10.2f}{extra}")
     ref = d["reference_scores"]
@@ -92,8 +99,9 @@ def info_card(ds: Dataset) -> str:
         learner = behaviour.get("algorithm", "?") + (
             f" ({behaviour['learner_library']})" if behaviour.get("learner_library") else "")
         picks = ", ".join(
-            f"{source} step {p['step']:,}" + (f" (normalised {p['normalised']:.3f})"
-                                             if p.get("normalised") is not None else "")
+            f"{source} step {p['step']:,}"
+            + (f" ({score_label(scale)} {format_score(_pick_score(p), scale)})"
+               if p.get("normalised") is not None else "")
             for source, p in behaviour["policies"].items())
         lines.append(f"  behaviour     {learner}, {behaviour.get('training_steps', 0):,} steps; "
                      f"{picks}")
