@@ -228,6 +228,25 @@ def export(store: str, fmt: str, out: str, dataset_id: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+@main.command()
+@click.argument("store")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Folder to write README.md and croissant.json to (default: the store's own "
+                   "directory; required for a .zip).")
+@click.option("--license", "license_", default=None,
+              help="License to record (an SPDX id or 'other'; spin cannot know it).")
+@click.option("--url", default=None, help="Where the dataset is published, to record.")
+def card(store: str, out: str | None, license_: str | None, url: str | None) -> None:
+    """Write a dataset card for STORE: README.md (Hugging Face-style: task, sizes, returns,
+    recipe, how to load it with spin, Minari and zarr) and croissant.json (MLCommons Croissant
+    1.0 with every file's sha256)."""
+    from spin_data.store.tools.card import write_card
+
+    with _store_errors():
+        readme, doc = write_card(store, out, license=license_, url=url)
+    click.echo(f"wrote {readme}\nwrote {doc}")
+
+
 @main.command(name="import")
 @click.argument("source_path", metavar="SOURCE")
 @click.option("--format", "fmt", type=click.Choice(["benchmark-pickle", "minari"]),

@@ -309,7 +309,8 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
 
     Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
     the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
-    (local stores), ``warnings``.
+    (local stores, card excluded), ``card`` (the README.md written into a directory store, see
+    :mod:`spin_data.store.tools.card`; None elsewhere), ``warnings``.
     """
     location = os.fspath(out)
     timings: dict[str, float] = {}
@@ -372,13 +373,17 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     if reference is not None:
         normalised = {s: reference.normalise(r["mean"]) for s, r in returns.items()}
     loc = parse_location(location)
-    size = None
+    size = card = None
     if loc.kind in ("local", "zip"):
         target = Path(loc.target)
         size = (target.stat().st_size if target.is_file()
                 else sum(f.stat().st_size for f in target.rglob("*") if f.is_file()))
+    if loc.kind == "local":  # a directory store gets its dataset card (README.md, croissant.json)
+        from spin_data.store.tools.card import write_card
+
+        card = str(write_card(ds)[0])
     return {"location": location, "phases_s": timings, "returns": returns,
-            "normalised": normalised, "size_bytes": size,
+            "normalised": normalised, "size_bytes": size, "card": card,
             "warnings": list(ds.metadata.get("warnings", warnings)),
             "steps": ds.n_steps, "episodes": ds.n_episodes}
 
@@ -414,6 +419,8 @@ def format_summary(recipe: Recipe, summary: dict[str, Any]) -> str:
                      f"+- {r['std']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}){score}")
     if summary["size_bytes"] is not None:
         lines.append(f"  store size {summary['size_bytes'] / 2**20:.1f} MiB")
+    if summary.get("card"):
+        lines.append(f"  dataset card {summary['card']} (and croissant.json)")
     lines.append("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["phases_s"].items()))
     lines.extend(f"  warning: {w}" for w in summary["warnings"])
     return "\n".join(lines)

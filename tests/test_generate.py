@@ -1,5 +1,6 @@
 """spin-data generate: recipes, collection with workers, determinism, resume, bad input."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -175,6 +176,11 @@ def test_maze_medium_expert_from_a_real_behaviour_run(tmp_path):
     assert {r.sha256 for r in ladder.rungs} >= {p["checkpoint_sha256"]
                                                for p in behaviour["policies"].values()}
     assert verify(tmp_path / "me").ok
+    # A directory store gets its dataset card, naming its checksum and listing its files.
+    assert summary["card"] == str(tmp_path / "me" / "README.md")
+    assert ds.content_checksum in (tmp_path / "me" / "README.md").read_text()
+    croissant = json.loads((tmp_path / "me" / "croissant.json").read_text())
+    assert "zarr.json" in {d["contentUrl"] for d in croissant["distribution"]}
     # the same recipe and seed again (behaviour now cached): byte-identical arrays
     generate(recipe, str(tmp_path / "again"), workers=2, cache_dir=cache, progress=False)
     assert open_dataset(tmp_path / "again").checksums == ds.checksums

@@ -503,3 +503,69 @@ def test_info_on_what_is_not_a_store_is_one_line(tmp_path):
         assert len(lines) == 1 and path in lines[0] and lines[0].startswith("Error:")
     result = run_cli("verify", tmp_path)
     assert result.exit_code == 1 and "not a spin dataset" in result.output
+
+
+# ============================================================================= card
+#: The part of Croissant 1.0 a dataset card must satisfy, as a JSON schema.
+CROISSANT_SCHEMA = {
+    "type": "object",
+    "required": ["@context", "@type", "conformsTo", "name", "description", "distribution"],
+    "properties": {
+        "@context": {"type": "object", "required": ["@vocab", "cr", "sc"]},
+        "@type": {"const": "sc:Dataset"},
+        "conformsTo": {"const": "http://mlcommons.org/croissant/1.0"},
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string", "minLength": 1},
+        "distribution": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["@type", "@id", "name", "contentUrl", "encodingFormat", "sha256"],
+            "properties": {"@type": {"const": "cr:FileObject"},
+                           "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+    },
+}
+
+
+def test_card_writes_a_readme_and_a_valid_croissant_file_beside_the_store(stores):
+    import hashlib
+
+    import jsonschema
+    import yaml
+
+    medium, _ = stores
+    ds = open_dataset(medium)
+    checksum = ds.content_checksum
+    result = run_cli("card", medium, "--license", "cc-by-4.0")
+    assert result.exit_code == 0, result.output
+    readme, doc_path = Path(medium) / "README.md", Path(medium) / "croissant.json"
+    text = readme.read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["pretty_name"] == "maze-5-medium-test" and front["license"] == "cc-by-4.0"
+    assert front["task_categories"] == ["reinforcement-learning"]
+    assert front["size_categories"] == ["n<1K"]
+    stats = ds.metadata["returns"]["medium"]
+    norm = (stats["mean"] + 5.62) / (99.34 + 5.62)
+    assert (f"| medium | 4 | {stats['mean']:.2f} | {stats['std']:.2f} | {stats['min']:.2f} | "
+            f"{stats['max']:.2f} | {norm:.3f} |") in text
+    assert f"`{checksum}`" in text and "minari.load_dataset('spin/maze-5-2bins/" in text
+
+    doc = json.loads(doc_path.read_text())
+    jsonschema.validate(doc, CROISSANT_SCHEMA)
+    assert doc["identifier"] == checksum and doc["license"] == "cc-by-4.0"
+    # Every file of the store, each with its own sha256; the card files are not data.
+    files = sorted(p for p in Path(medium).rglob("*")
+                   if p.is_file() and p.name not in ("README.md", "croissant.json"))
+    assert [d["contentUrl"] for d in doc["distribution"]] == [
+        p.relative_to(medium).as_posix() for p in files]
+    for entry, path in zip(doc["distribution"], files):
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # The reference implementation accepts it (warnings at most: e.g. no citation).
+    mlc = pytest.importorskip("mlcroissant")
+    assert not mlc.Dataset(jsonld=doc_path).metadata.ctx.issues.errors
+    # The store is untouched: it opens, verifies and keeps its checksum.
+    assert verify(medium).ok and open_dataset(medium).content_checksum == checksum
+    # Written again (a spin card), fine; someone else's README.md, never replaced.
+    assert run_cli("card", medium).exit_code == 0
+    readme.write_text("# my notes\n")
+    refused = run_cli("card", medium)
+    assert refused.exit_code == 1 and "not written by spin-data card" in refused.output
+    assert refused.output.count("\n") == 1 and readme.read_text() == "# my notes\n"
