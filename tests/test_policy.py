@@ -210,8 +210,18 @@ def test_spin_reaches_well_above_random_and_factored_runs_the_same_way(
                                           "--plot", str(tmp_path / "cmp.png"), "--at-step",
                                           "300"])
     assert res.exit_code == 0, res.output
-    assert "spin" in res.output and "factored" in res.output
+    from spin_train import report
+
+    dirs = [str(tmp_path / "spin"), str(tmp_path / "fiql")]
+    result = report.compare(dirs, at_step=300)
+    assert report.format_table(result) in res.output  # the numbers of the two runs' metrics
+    spin = next(g for g in result.values() if g["actor"] == "spin")
+    assert spin["final_return_mean"] == pytest.approx(final["eval_return_mean"])
     assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    res = runner.invoke(spin_train_main, ["compare", *dirs, "--plot", str(tmp_path / "c2.png"),
+                                          "--at-step", "300", "--scale", "percent"])
+    assert res.exit_code == 0 and report.format_table(result, "percent") in res.output
+    assert f"{100 * final['eval_normalised']:.1f} ± 0.0" in res.output
 
 
 def test_resumed_run_equals_an_uninterrupted_one(maze_medium_expert, tmp_path):
