@@ -151,13 +151,25 @@ def test_a_finished_run_confirms_its_best_rungs_on_fresh_episodes(maze_run, cach
     config, ladder, _ = maze_run
     assert ladder.confirm_episodes == 10 * config.eval_episodes
     assert not set(confirm_seeds(config)) & set(eval_seeds(config))
-    candidates = [r for r in ladder.rungs if r.confirm_returns]
-    # The best rungs by their evaluation means, each scored on all the confirmation seeds.
+    confirmed = [r for r in ladder.rungs if r.confirm_returns]
+    assert all(len(r.confirm_returns) == ladder.confirm_episodes for r in confirmed)
+    # Expert: the best by fresh episodes among the best rungs by their evaluation means.
     by_mean = sorted(ladder.rungs, key=lambda r: (-r.mean_return, r.step))[:CONFIRM_RUNGS]
-    assert sorted(r.step for r in candidates) == sorted(r.step for r in by_mean)
-    assert all(len(r.confirm_returns) == ladder.confirm_episodes for r in candidates)
+    assert all(r.confirm_returns for r in by_mean)
     expert = ladder.expert()
-    assert expert.estimate == max(np.mean(r.confirm_returns) for r in candidates)
+    assert expert.estimate == max(np.mean(r.confirm_returns) for r in by_mean)
+    # Medium: the earlier rungs closest to 0.45 x the confirmed expert score by their own
+    # evaluation were confirmed too, and the medium is the closest of the confirmed ones.
+    ref = reference_score("maze-5")
+    target = 0.45 * ref.normalise(expert.estimate)
+    earlier = [r for r in ladder.rungs if r.step < expert.step]
+    near = sorted(earlier, key=lambda r: (abs(ref.normalise(r.mean_return) - target), r.step))
+    assert all(r.confirm_returns for r in near[:CONFIRM_RUNGS])
+    assert {r.step for r in confirmed} == {r.step for r in by_mean + near[:CONFIRM_RUNGS]}
+    medium = ladder.medium()
+    assert medium.confirm_returns and ladder.medium_confirmed
+    assert abs(ref.normalise(medium.estimate) - target) == min(
+        abs(ref.normalise(r.estimate) - target) for r in earlier if r.confirm_returns)
     # The confirmation returns are the checkpoint's own on those seeds.
     policy = load_policy(run_directory(config, cache) / expert.checkpoint)
     assert tuple(evaluate_returns(config, policy, confirm_seeds(config))) == expert.confirm_returns
@@ -171,7 +183,8 @@ def test_a_finished_run_without_confirmation_is_confirmed_without_training(maze_
     config, ladder, _ = maze_run
     run = run_directory(config, tmp_path)
     shutil.copytree(run_directory(config, cache), run)
-    old = dataclasses.replace(ladder, confirm_episodes=0, rungs=_unconfirmed(ladder.rungs))
+    old = dataclasses.replace(ladder, confirm_episodes=0, medium_confirmed=False,
+                              rungs=_unconfirmed(ladder.rungs))
     (run / "ladder.json").write_text(old.to_json())  # as a run finished before confirmation
     checkpoints = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
     trained: list[int] = []
@@ -292,7 +305,8 @@ def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache
     assert trained == [12_288, 16_384]  # only the new rungs are trained and scored
     # The shorter run's rungs, same weights and scores; its expert is confirmed again among all.
     assert _unconfirmed(ladder.rungs[:3]) == _unconfirmed(first.rungs)
-    assert ladder.confirm_episodes == 20 and sum(bool(r.confirm_returns) for r in ladder.rungs) == 3
+    assert ladder.confirm_episodes == 20 and ladder.medium_confirmed
+    assert 3 <= sum(bool(r.confirm_returns) for r in ladder.rungs) <= 6
     assert ladder.extended_from == short.cache_key() and ladder.cache_key == longer.cache_key()
     assert ladder.complete and ladder.budget == 16_384
     # Training time accumulates over the shorter run's: it continued, it did not restart.
@@ -420,6 +434,37 @@ def test_ladder_choices_and_round_trip():
     assert own.medium(0.3).step == 2000
     with pytest.raises(ValueError, match="no rung precedes"):
         _ladder([5.0, 1.0], reference=None).medium()
+
+
+def test_confirmed_rungs_decide_the_expert_and_the_medium():
+    """fish-swim's case in numbers: the best rung by 10 episodes is not the best by 100 fresh
+    ones, and a medium rung that scores 0.45 on its easy seeds is far below on fresh ones."""
+    ladder = _ladder([0.0, 40.0, 90.0, 60.0, 150.0, 120.0], reference=(200.0, 0.0))
+    assert (ladder.expert().step, ladder.medium().step) == (4000, 3000)  # 0.75; 0.30 ~ 0.3375
+    assert ladder.candidates(3) == [ladder.rungs[4], ladder.rungs[5], ladder.rungs[2]]
+
+    def confirm(step: int, value: float) -> None:
+        ladder.rungs = [dataclasses.replace(r, confirm_returns=(value - 1.0, value + 1.0))
+                        if r.step == step else r for r in ladder.rungs]
+
+    for step, value in [(4000, 100.0), (5000, 130.0), (2000, 30.0)]:  # the expert candidates
+        confirm(step, value)
+    ladder.confirm_episodes = 2
+    expert = ladder.expert()
+    assert expert.step == 5000 and expert.estimate == 130.0  # the fresh episodes decide
+    assert ladder.score(expert) == pytest.approx(0.65)
+    assert "returns 130.00 over 2 episodes, normalised 0.65 < 0.8" in ladder.warning()
+    # Medium candidates: earlier rungs closest to 0.45 x 0.65 = 0.2925 by their own scores.
+    assert [r.step for r in ladder.medium_candidates(3)] == [3000, 1000, 2000]
+    confirm(3000, 20.0)
+    confirm(1000, 56.0)
+    ladder.medium_confirmed = True
+    # Among confirmed earlier rungs only: 1000 (0.28) beats 3000 (now 0.10) and 0 (unconfirmed).
+    assert ladder.medium().step == 1000
+    again = Ladder.from_json(ladder.to_json())
+    assert again == ladder and again.expert().step == 5000 and again.medium().step == 1000
+    csv_rows = ladder.to_csv().splitlines()
+    assert csv_rows[6].endswith(",130,0.65") and csv_rows[1].endswith(",,")
 
 
 def test_config_defaults_presets_and_cache_key():

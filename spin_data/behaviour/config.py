@@ -220,7 +220,7 @@ class BehaviourConfig:
 #: Hours of CPU time each (SAC trains at about 100 steps/s on 2 cores): run these on a GPU.
 DMC_DEFAULT_BUDGETS: dict[str, int] = {
     "cheetah-run": 500_000,
-    "finger-spin": 300_000,
+    "finger-spin": 600_000,
     "fish-swim": 600_000,
     "walker-walk": 1_000_000,
     "quadruped-walk": 2_000_000,

@@ -22,8 +22,8 @@ A rung is committed in this order: checkpoint, resume state, then ``ladder.json`
 atomically. A run killed at any point therefore restarts from its last committed rung; work
 after it is redone (a resumed run is not bit-identical to an uninterrupted one: the training
 envs restart their episodes and torch's RNG state is not restored). A finished run then
-confirms its expert (:func:`confirm_expert`): its few best rungs scored again on many fresh
-episodes, committed the same way.
+confirms its expert and medium picks (:func:`confirm_rungs`): its few best rungs, and the few
+closest to the medium target, scored again on many fresh episodes, committed the same way.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ from spin_data.files import exclusive_lock, write_text_atomic
 #: Evaluation episodes reset with seeds EVAL_SEED_BASE + 10_000 * config.seed + e, far from the
 #: training envs' seeds (config.seed + i), and identical at every rung (common random numbers).
 EVAL_SEED_BASE = 1_000_000
-#: First reset seed of the confirmation episodes (see :func:`confirm_expert`).
+#: First reset seed of the confirmation episodes (see :func:`confirm_rungs`).
 CONFIRM_SEED_BASE = 2_000_000
-#: Rungs with the best evaluation means that a finished run scores again on fresh episodes.
+#: Expert (and medium) candidates a finished run scores again on fresh episodes.
 CONFIRM_RUNGS = 3
 #: Confirmation episodes per candidate, as a multiple of the rungs' ``eval_episodes``.
 CONFIRM_FACTOR = 10
@@ -193,26 +193,40 @@ def evaluate_returns(config: BehaviourConfig, policy: Any,
     return np.asarray([float(np.sum(ep.rewards, dtype=np.float64)) for ep in episodes])
 
 
-def confirm_expert(config: BehaviourConfig, run: Path, ladder: Ladder,
-                   progress: bool = False) -> Ladder:
-    """Score the :data:`CONFIRM_RUNGS` best rungs of a finished run again, on
-    :func:`confirm_episodes` fresh episodes each, and commit the ladder with those returns
-    (its expert is then the best candidate by them; see :mod:`spin_data.behaviour.ladder`).
+def confirm_rungs(config: BehaviourConfig, run: Path, ladder: Ladder,
+                  progress: bool = False) -> Ladder:
+    """Confirm a finished run's picks on :func:`confirm_episodes` fresh episodes per rung and
+    commit the ladder with those returns (see :mod:`spin_data.behaviour.ladder`).
 
-    Choosing the best of tens of rungs by a 10-episode mean overrates the choice on noisy
-    tasks; the confirmation scores are independent of that choice.
+    First the :data:`CONFIRM_RUNGS` best rungs (the expert is then the best of them by the
+    fresh episodes), then the :data:`CONFIRM_RUNGS` earlier rungs closest to the medium target
+    set by that expert. Choosing among tens of rungs by a 10-episode mean overrates the choice
+    on noisy tasks; the confirmation scores are independent of it. Rungs already confirmed are
+    not scored again (a ladder confirmed before medium confirmation existed only adds those).
     """
     from tqdm.auto import tqdm
 
     seeds = confirm_seeds(config)
-    confirmed = {}
-    for rung in tqdm(ladder.candidates(CONFIRM_RUNGS), desc=f"confirm {config.canonical_env}",
-                     unit="rung", disable=not progress):
-        policy = load_policy(run / rung.checkpoint)
-        confirmed[rung.step] = tuple(float(r) for r in evaluate_returns(config, policy, seeds))
-    ladder.rungs = [dataclasses.replace(r, confirm_returns=confirmed.get(r.step, ()))
-                    for r in ladder.rungs]
-    ladder.confirm_episodes = len(seeds)
+
+    def confirm(rungs: list[Rung], what: str) -> None:
+        todo = [r for r in rungs if not r.confirm_returns]
+        returns = {}
+        for rung in tqdm(todo, desc=f"confirm {what} {config.canonical_env}", unit="rung",
+                         disable=not progress):
+            policy = load_policy(run / rung.checkpoint)
+            returns[rung.step] = tuple(float(r) for r in evaluate_returns(config, policy, seeds))
+        ladder.rungs = [dataclasses.replace(r, confirm_returns=returns[r.step])
+                        if r.step in returns else r for r in ladder.rungs]
+
+    if not ladder.confirm_episodes:
+        confirm(ladder.candidates(CONFIRM_RUNGS), "expert")
+        ladder.confirm_episodes = len(seeds)
+    try:
+        medium = ladder.medium_candidates(CONFIRM_RUNGS)
+    except ValueError:
+        medium = []  # no rung precedes the expert: nothing to confirm
+    confirm(medium, "medium")
+    ladder.medium_confirmed = True
     _commit_ladder(run, ladder)
     return ladder
 
@@ -285,7 +299,7 @@ def train_behaviour(
         device: torch device for SB3 (``"auto"``: see :func:`resolve_device`). Not part of the
             cache key: checkpoints are saved on the CPU either way.
 
-    Once the budget is reached the run's expert is confirmed (:func:`confirm_expert`).
+    Once the budget is reached the run's picks are confirmed (:func:`confirm_rungs`).
 
     Returns:
         The complete, confirmed ladder. A run already so in the cache returns at once,
@@ -296,14 +310,14 @@ def train_behaviour(
     """
     run = run_directory(config, cache_dir)
     done = load_ladder(run)
-    if done is not None and done.complete and done.confirm_episodes:
+    if done is not None and done.complete and done.medium_confirmed:
         return done
     run.mkdir(parents=True, exist_ok=True)
     # One torch/XLA thread is the fast setting for these small updates (see learners).
     with learners.one_thread(), _run_lock(run):
         ladder = _train_locked(config, run, progress, on_rung, resolve_device(config, device))
-        if not ladder.confirm_episodes:  # also runs finished before confirmation existed
-            ladder = confirm_expert(config, run, ladder, progress)
+        if not ladder.medium_confirmed:  # also runs finished before confirmation existed
+            ladder = confirm_rungs(config, run, ladder, progress)
         return ladder
 
 
@@ -459,7 +473,7 @@ def _extend(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -
     # Its confirmation is dropped: the longer run's candidates are chosen among all its rungs.
     ladder = dataclasses.replace(shorter, cache_key=config.cache_key(), budget=config.budget,
                                  complete=False, extended_from=shorter.cache_key,
-                                 confirm_episodes=0,
+                                 confirm_episodes=0, medium_confirmed=False,
                                  rungs=[dataclasses.replace(r, confirm_returns=())
                                         for r in shorter.rungs])
     _commit_ladder(run, ladder)
