@@ -434,6 +434,10 @@ def test_ladder_choices_and_round_trip():
     assert own.medium(0.3).step == 2000
     with pytest.raises(ValueError, match="no rung precedes"):
         _ladder([5.0, 1.0], reference=None).medium()
+    # An expert above the published one (1.2) sets the benchmark's medium target, 0.45, not 0.54.
+    strong = _ladder([0.0, 70.0, 90.0, 108.0, 240.0], reference=(200.0, 0.0))
+    assert strong.medium_target() == pytest.approx(0.45) and strong.medium().step == 2000
+    assert ladder.medium_target() == pytest.approx(0.225)  # a weaker one: 0.45 x its 0.5
 
 
 def test_confirmed_rungs_decide_the_expert_and_the_medium():

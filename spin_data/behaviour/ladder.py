@@ -10,7 +10,7 @@ episodes, its 1,000 collected expert episodes 0.62). So a finished run *confirms
 the few best rungs are scored again on many fresh episodes (``confirm_returns``) and the expert
 is the best of them by that second, independent score, which is also the score reported for it;
 then the few earlier rungs whose rung scores lie closest to the medium target (0.45 x that
-expert score) are confirmed too, and the medium is chosen among the confirmed earlier rungs (the
+expert score, the expert counted at most as the published one) are confirmed too, and the medium is chosen among the confirmed earlier rungs (the
 same bias made fish's medium rung score 0.48 by its rung and 0.16 over its collected episodes).
 
 Scores for the medium choice: where the benchmark publishes reference returns for the task, a
@@ -135,11 +135,11 @@ class Ladder:
         return sorted(self.rungs, key=lambda r: (-r.mean_return, r.step))[:count]
 
     def medium_candidates(self, count: int, fraction: float = 0.45) -> list[Rung]:
-        """The ``count`` rungs before the expert whose rung scores lie closest to ``fraction`` x
-        the expert's score (earlier first on ties), closest first: the medium candidates a run
-        confirms once its expert is confirmed."""
+        """The ``count`` rungs before the expert whose rung scores lie closest to
+        :meth:`medium_target` (earlier first on ties), closest first: the medium candidates a
+        run confirms once its expert is confirmed."""
         expert = self.expert()
-        target = fraction * self.score(expert)
+        target = self.medium_target(fraction)
         earlier = [r for r in self.rungs if r.step < expert.step]
         return sorted(earlier, key=lambda r: (abs(self._rung_score(r) - target), r.step))[:count]
 
@@ -168,7 +168,7 @@ class Ladder:
         return 0.0 if own.expert <= own.random else own.normalise(rung.estimate)
 
     def medium(self, fraction: float = 0.45) -> Rung:
-        """The rung before the expert whose score is closest to ``fraction`` x the expert's.
+        """The rung before the expert whose score is closest to :meth:`medium_target`.
 
         ``0.45`` follows the benchmark (a medium policy scores about 40-50% of the expert). Only
         rungs trained for fewer steps than the expert rung qualify: medium data comes from the
@@ -188,8 +188,16 @@ class Ladder:
                 f"no rung precedes the expert rung (step {expert.step}) of {self.env}: "
                 "train longer or evaluate more often"
             )
-        target = fraction * self.score(expert)
+        target = self.medium_target(fraction)
         return min(earlier, key=lambda r: (abs(self.score(r) - target), r.step))
+
+    def medium_target(self, fraction: float = 0.45) -> float:
+        """The score a medium rung should have: ``fraction`` x the expert's score, the expert
+        counted at most as the published expert (score 1). The benchmark's medium policies
+        score about 0.45 of *its* expert; an expert stronger than that (cheetah's 1.18) must
+        not pull medium data above the benchmark's 0.40-0.50 band, and a weaker one (where the
+        published expert was not reached) sets a medium at 45% of what this run reached."""
+        return fraction * min(self.score(self.expert()), 1.0)
 
     def warning(self) -> str | None:
         """A sentence when the expert rung is far below the published expert, else None."""
