@@ -240,8 +240,8 @@ class Ladder:
                    zorder=3, label=f"expert rung {expert.estimate:.1f}")
         try:
             medium = self.medium(medium_fraction)
-            ax.scatter([medium.step], [medium.mean_return], s=60, marker="D", color="C2",
-                       zorder=3, label=f"medium rung {medium.mean_return:.1f}")
+            ax.scatter([medium.step], [medium.estimate], s=60, marker="D", color="C2",
+                       zorder=3, label=f"medium rung {medium.estimate:.1f}")
         except ValueError:
             pass
         published = self.reference()
