@@ -221,7 +221,7 @@ class BehaviourConfig:
 DMC_DEFAULT_BUDGETS: dict[str, int] = {
     "cheetah-run": 500_000,
     "finger-spin": 600_000,
-    "fish-swim": 600_000,
+    "fish-swim": 1_250_000,
     "walker-walk": 1_000_000,
     "quadruped-walk": 2_000_000,
     "humanoid-stand": 3_000_000,
