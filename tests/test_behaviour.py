@@ -158,14 +158,16 @@ def test_a_finished_run_confirms_its_best_rungs_on_fresh_episodes(maze_run, cach
     assert all(r.confirm_returns for r in by_mean)
     expert = ladder.expert()
     assert expert.estimate == max(np.mean(r.confirm_returns) for r in by_mean)
-    # Medium: the earlier rungs closest to 0.45 x the confirmed expert score by their own
-    # evaluation were confirmed too, and the medium is the closest of the confirmed ones.
+    # Medium: earlier rungs confirmed by bisection towards 0.45 x the confirmed expert score
+    # (capped at 1), a few of them, bracketing the target; the medium is the closest of them.
     ref = reference_score("maze-5")
-    target = 0.45 * ref.normalise(expert.estimate)
+    target = 0.45 * min(ref.normalise(expert.estimate), 1.0)
     earlier = [r for r in ladder.rungs if r.step < expert.step]
-    near = sorted(earlier, key=lambda r: (abs(ref.normalise(r.mean_return) - target), r.step))
-    assert all(r.confirm_returns for r in near[:CONFIRM_RUNGS])
-    assert {r.step for r in confirmed} == {r.step for r in by_mean + near[:CONFIRM_RUNGS]}
+    probed = [r for r in earlier if r.confirm_returns]
+    assert 1 <= len(probed) <= CONFIRM_RUNGS + int(np.log2(len(earlier))) + 1
+    below = [r for r in probed if ref.normalise(r.estimate) < target]
+    above = [r for r in probed if ref.normalise(r.estimate) >= target]
+    assert below and above  # bracketed: this ladder climbs from random past the target
     medium = ladder.medium()
     assert medium.confirm_returns and ladder.medium_confirmed
     assert abs(ref.normalise(medium.estimate) - target) == min(
@@ -458,15 +460,22 @@ def test_confirmed_rungs_decide_the_expert_and_the_medium():
     assert expert.step == 5000 and expert.estimate == 130.0  # the fresh episodes decide
     assert ladder.score(expert) == pytest.approx(0.65)
     assert "returns 130.00 over 2 episodes, normalised 0.65 < 0.8" in ladder.warning()
-    # Medium candidates: earlier rungs closest to 0.45 x 0.65 = 0.2925 by their own scores.
-    assert [r.step for r in ladder.medium_candidates(3)] == [3000, 1000, 2000]
-    confirm(3000, 20.0)
-    confirm(1000, 56.0)
+    # Medium: bisection over the earlier rungs by fresh scores towards 0.45 x 0.65 = 0.2925.
+    fresh = {0: 0.0, 1000: 56.0, 3000: 80.0}
+    probed: list[int] = []
+
+    def score_fresh(rung: Rung) -> Rung:
+        probed.append(rung.step)
+        return dataclasses.replace(rung, confirm_returns=(fresh[rung.step],) * 2)
+
+    ladder.search_medium(score_fresh)
     ladder.medium_confirmed = True
-    # Among confirmed earlier rungs only: 1000 (0.28) beats 3000 (now 0.10) and 0 (unconfirmed).
-    assert ladder.medium().step == 1000
+    # 2000 (fresh 0.15, already confirmed) < target -> 3000 (0.40) >= target: done; 1000, whose
+    # own score 0.2 is the nearest, is never needed, nor is the unconfirmed rung 0.
+    assert probed == [3000]
+    assert ladder.medium().step == 3000  # |0.40 - 0.2925| < |0.15 - 0.2925|
     again = Ladder.from_json(ladder.to_json())
-    assert again == ladder and again.expert().step == 5000 and again.medium().step == 1000
+    assert again == ladder and again.expert().step == 5000 and again.medium().step == 3000
     csv_rows = ladder.to_csv().splitlines()
     assert csv_rows[6].endswith(",130,0.65") and csv_rows[1].endswith(",,")
 

@@ -9,9 +9,10 @@ Choosing the best of many rungs by a mean over a few episodes picks a lucky rung
 episodes, its 1,000 collected expert episodes 0.62). So a finished run *confirms* its picks:
 the few best rungs are scored again on many fresh episodes (``confirm_returns``) and the expert
 is the best of them by that second, independent score, which is also the score reported for it;
-then the few earlier rungs whose rung scores lie closest to the medium target (0.45 x that
-expert score, the expert counted at most as the published one) are confirmed too, and the medium is chosen among the confirmed earlier rungs (the
-same bias made fish's medium rung score 0.48 by its rung and 0.16 over its collected episodes).
+then earlier rungs are confirmed by bisection towards the medium target (0.45 x that expert
+score, the expert counted at most as the published one), and the medium is chosen among the
+confirmed earlier rungs (the same bias made fish's medium rung score 0.48 by its rung and 0.16
+over its collected episodes).
 
 Scores for the medium choice: where the benchmark publishes reference returns for the task, a
 rung's score is its normalised score ``(R - random) / (expert - random)`` against the reference
@@ -28,9 +29,8 @@ import csv
 import io
 import json
 import math
-import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from spin_data.envs.reference import ReferenceScore
 
@@ -134,18 +134,32 @@ class Ladder:
         the expert candidates a run confirms."""
         return sorted(self.rungs, key=lambda r: (-r.mean_return, r.step))[:count]
 
-    def medium_candidates(self, count: int, fraction: float = 0.45) -> list[Rung]:
-        """The ``count`` rungs before the expert whose rung scores lie closest to
-        :meth:`medium_target` (earlier first on ties), closest first: the medium candidates a
-        run confirms once its expert is confirmed."""
+    def search_medium(self, confirm: Callable[[Rung], Rung], fraction: float = 0.45) -> None:
+        """Confirm rungs before the expert by bisection on their confirmed scores until the
+        rung nearest :meth:`medium_target` is bracketed (learning curves rise, so about
+        log2(rungs) confirmations); :meth:`medium` then picks among the confirmed rungs.
+
+        ``confirm(rung)`` scores a rung on the confirmation episodes and returns it with its
+        ``confirm_returns``; this ladder's rungs are updated with it. Bisection, rather than the
+        rungs whose own scores lie near the target, because a noisy task's rung scores can be
+        biased as a whole (fish-swim's 10 evaluation seeds are easy targets: its rungs scoring
+        0.44-0.48 there return 0.16-0.28 on fresh episodes).
+        """
         expert = self.expert()
         target = self.medium_target(fraction)
-        earlier = [r for r in self.rungs if r.step < expert.step]
-        return sorted(earlier, key=lambda r: (abs(self._rung_score(r) - target), r.step))[:count]
-
-    def _rung_score(self, rung: Rung) -> float:
-        """:meth:`score` by the rung's own evaluation episodes (never its confirmation)."""
-        return self.score(dataclasses.replace(rung, confirm_returns=()))
+        steps = [r.step for r in self.rungs if r.step < expert.step]
+        lo, hi = 0, len(steps) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            index = next(i for i, r in enumerate(self.rungs) if r.step == steps[mid])
+            rung = self.rungs[index]
+            if not rung.confirm_returns:
+                rung = confirm(rung)
+                self.rungs[index] = rung
+            if self.score(rung) < target:
+                lo = mid + 1
+            else:
+                hi = mid - 1
 
     def reference(self) -> ReferenceScore | None:
         """The published scores of the task, or None where none are published."""

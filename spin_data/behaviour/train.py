@@ -199,36 +199,44 @@ def confirm_rungs(config: BehaviourConfig, run: Path, ladder: Ladder,
     commit the ladder with those returns (see :mod:`spin_data.behaviour.ladder`).
 
     First the :data:`CONFIRM_RUNGS` best rungs (the expert is then the best of them by the
-    fresh episodes), then the :data:`CONFIRM_RUNGS` earlier rungs closest to the medium target
-    set by that expert. Choosing among tens of rungs by a 10-episode mean overrates the choice
-    on noisy tasks; the confirmation scores are independent of it. Rungs already confirmed are
-    not scored again (a ladder confirmed before medium confirmation existed only adds those).
+    fresh episodes), then earlier rungs by bisection towards the medium target that expert sets
+    (:meth:`Ladder.search_medium`). Choosing among tens of rungs by a 10-episode mean overrates
+    the choice on noisy tasks; the confirmation scores are independent of it. Rungs already
+    confirmed are not scored again.
     """
-    from tqdm.auto import tqdm
-
     seeds = confirm_seeds(config)
+    bar = _confirm_bar(config, progress)
 
-    def confirm(rungs: list[Rung], what: str) -> None:
-        todo = [r for r in rungs if not r.confirm_returns]
-        returns = {}
-        for rung in tqdm(todo, desc=f"confirm {what} {config.canonical_env}", unit="rung",
-                         disable=not progress):
-            policy = load_policy(run / rung.checkpoint)
-            returns[rung.step] = tuple(float(r) for r in evaluate_returns(config, policy, seeds))
-        ladder.rungs = [dataclasses.replace(r, confirm_returns=returns[r.step])
-                        if r.step in returns else r for r in ladder.rungs]
+    def confirm(rung: Rung) -> Rung:
+        policy = load_policy(run / rung.checkpoint)
+        returns = tuple(float(r) for r in evaluate_returns(config, policy, seeds))
+        if bar is not None:
+            bar.update(1)
+        return dataclasses.replace(rung, confirm_returns=returns)
 
-    if not ladder.confirm_episodes:
-        confirm(ladder.candidates(CONFIRM_RUNGS), "expert")
-        ladder.confirm_episodes = len(seeds)
     try:
-        medium = ladder.medium_candidates(CONFIRM_RUNGS)
-    except ValueError:
-        medium = []  # no rung precedes the expert: nothing to confirm
-    confirm(medium, "medium")
+        if not ladder.confirm_episodes:
+            best = {r.step for r in ladder.candidates(CONFIRM_RUNGS)}
+            ladder.rungs = [confirm(r) if r.step in best and not r.confirm_returns else r
+                            for r in ladder.rungs]
+            ladder.confirm_episodes = len(seeds)
+        if any(r.step < ladder.expert().step for r in ladder.rungs):
+            ladder.search_medium(confirm)
+    finally:
+        if bar is not None:
+            bar.close()
     ladder.medium_confirmed = True
     _commit_ladder(run, ladder)
     return ladder
+
+
+def _confirm_bar(config: BehaviourConfig, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=f"confirm {config.canonical_env} (rungs x {confirm_episodes(config)} "
+                     "fresh episodes)", unit="rung", dynamic_ncols=True)
 
 
 # ============================================================================= files
