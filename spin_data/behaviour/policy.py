@@ -15,7 +15,6 @@ reproducible from episode seeds alone (and matches :class:`spin_data.collect.Bat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from spin_data.envs.bins import BinGrid
-from spin_data.files import replace_atomically
+from spin_data.files import file_sha256, replace_atomically
 
 POLICY_SPEC_VERSION = 1
 
@@ -135,15 +134,6 @@ def build_policy_module(spec: dict[str, Any]) -> torch.nn.Module:
 
 
 # ============================================================================= checkpoints
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_weights(module: torch.nn.Module, path: Path) -> str:
     """``torch.save`` the module's ``state_dict`` to ``path`` atomically; returns its sha256."""
     return save_state({k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, path)

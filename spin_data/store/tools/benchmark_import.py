@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy as np
 
 from spin_data.envs.bins import BinGrid
 from spin_data.store import schema
+from spin_data.files import file_sha256
 from spin_data.store.tools.base import ToolError, default_dataset_id
 from spin_data.store.tools.restricted_pickle import (
     PICKLE_REFUSAL,
@@ -22,14 +22,6 @@ from spin_data.store.tools.restricted_pickle import (
     RestrictedUnpickler,
 )
 from spin_data.store.writer import DatasetWriter, discard
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -218,7 +210,7 @@ def import_benchmark_pickle(
     finally:
         env.close()
 
-    digest = _sha256_file(path)
+    digest = file_sha256(path)
     with open(path, "rb") as fh:
         try:
             transitions = RestrictedUnpickler(fh, source=str(path)).load()

@@ -17,7 +17,6 @@ reader and ``verify`` ignore the two files, and the content checksum covers the 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from spin_data.envs.reference import format_score
+from spin_data.files import file_sha256, write_text_atomic
 from spin_data.recipe import Recipe
 from spin_data.store.location import parse_location
 from spin_data.store.reader import Dataset
@@ -33,9 +33,9 @@ from spin_data.store.tools.base import ToolError, open_any
 from spin_data.store.tools.minari_io import minari_id
 from spin_data.store.tools.summary import info_dict
 
-#: First line of every README.md spin writes (how it knows the file is its own to replace).
+#: In every README.md spin writes, right after the YAML front matter (which must open the file):
+#: how spin knows the file is its own to replace.
 CARD_MARKER = "<!-- dataset card written by `spin-data card`; regenerate rather than edit -->"
-#: (it follows the YAML front matter, which must open the file)
 #: Files of the card (never listed as data files).
 CARD_FILES = ("README.md", "croissant.json")
 #: A store's recipe keys that a recipe file takes (its metadata adds derived ones).
@@ -58,14 +58,6 @@ CROISSANT_CONTEXT: dict[str, Any] = {
     "subField": "cr:subField", "transform": "cr:transform",
 }
 CROISSANT_CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_files(ds: Dataset) -> list[tuple[str, Path]]:
@@ -233,7 +225,7 @@ def croissant(ds: Dataset, files: list[tuple[str, Path]], *, license: str | None
         doc["distribution"].append({
             "@type": "cr:FileObject", "@id": name, "name": name, "contentUrl": name,
             "encodingFormat": fmt, "contentSize": f"{path.stat().st_size} B",
-            "sha256": _sha256(path)})
+            "sha256": file_sha256(path)})
     return doc
 
 
@@ -265,7 +257,6 @@ def write_card(location: str | os.PathLike, out_dir: str | os.PathLike | None = 
     if readme.exists() and CARD_MARKER not in readme.read_text(errors="replace"):
         raise ToolError(f"{readme}: exists and was not written by spin-data card; choose "
                         "another --out")
-    from spin_data.files import write_text_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     where = str(ds.location)
