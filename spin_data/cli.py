@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from spin_data.envs import registry
+from spin_data.envs.reference import SCORE_SCALES
 from spin_data.text import align_rows, click_errors, one_line
 
 
@@ -136,7 +137,7 @@ def _store_errors() -> contextlib.AbstractContextManager[None]:
 @main.command()
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--scale", type=click.Choice(["fraction", "percent"]), default="fraction",
+@click.option("--scale", type=click.Choice(SCORE_SCALES), default="fraction",
               show_default=True,
               help="Normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100).")
 def info(store: str, as_json: bool, scale: str) -> None:

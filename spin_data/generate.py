@@ -3,8 +3,8 @@
 Phases:
 
 1. **behaviour**: train (or reuse from the cache) the behaviour run of the recipe's environment,
-   and pick its ladder rungs: expert = best (confirmed on fresh episodes), medium = closest to
-   ``medium_fraction`` x expert.
+   and pick its ladder rungs, both confirmed on fresh episodes: expert = best, medium = closest
+   to the ladder's medium target (``medium_fraction`` x the expert, capped at the published one).
    Skipped when the recipe only needs uniform-random data.
 2. **collect**: every source's episodes are cut into tasks of ``episodes_per_task`` episodes
    with seeds derived from the recipe's seed; each task writes its own part of the store's

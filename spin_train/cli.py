@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from spin_data.envs.reference import SCORE_SCALES
 from spin_data.text import click_errors, one_line
 from spin_train.options import config_options, given
 
@@ -151,7 +152,7 @@ def policy(**kwargs: Any) -> None:
               help="learning curves PNG (default: compare.png in the current directory)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="also write the table as CSV (scores always as fractions)")
-@click.option("--scale", type=click.Choice(["fraction", "percent"]), default="fraction",
+@click.option("--scale", type=click.Choice(SCORE_SCALES), default="fraction",
               show_default=True,
               help="normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100)")
 def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at_step: int,

@@ -22,8 +22,9 @@ A rung is committed in this order: checkpoint, resume state, then ``ladder.json`
 atomically. A run killed at any point therefore restarts from its last committed rung; work
 after it is redone (a resumed run is not bit-identical to an uninterrupted one: the training
 envs restart their episodes and torch's RNG state is not restored). A finished run then
-confirms its expert and medium picks (:func:`confirm_rungs`): its few best rungs, and the few
-closest to the medium target, scored again on many fresh episodes, committed the same way.
+confirms its expert and medium picks (:func:`confirm_rungs`): its few best rungs, and earlier
+rungs by bisection towards the medium target, scored again on many fresh episodes, committed the
+same way.
 """
 
 from __future__ import annotations

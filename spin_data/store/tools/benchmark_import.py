@@ -15,7 +15,7 @@ import numpy as np
 from spin_data.envs.bins import BinGrid
 from spin_data.store import schema
 from spin_data.files import file_sha256
-from spin_data.store.tools.base import ToolError, default_dataset_id
+from spin_data.store.tools.base import ToolError, default_dataset_id, imported_task
 from spin_data.store.tools.restricted_pickle import (
     PICKLE_REFUSAL,
     PickleNotAllowed,
@@ -190,25 +190,13 @@ def import_benchmark_pickle(
     """
     if not allow_pickle:
         raise PickleNotAllowed(f"{pickle_path}: refused: {PICKLE_REFUSAL}")
-    from spin_data.envs import registry
-
     path = Path(pickle_path)
     if not path.is_file():
         raise ToolError(f"{path}: no such file")
     if source not in schema.SOURCES:
         raise ToolError(f"unknown source {source!r}: accepted {', '.join(schema.SOURCES)}")
-    spec = registry.resolve(env_name)
-    kwargs: dict[str, Any] = {"bins": spec.default_bins if bins is None else bins}
-    if spec.family == "dmc":
-        kwargs["grid"] = grid
-    env = registry.make_env(env_name, **kwargs)
-    try:
-        obs_dim = int(env.observation_space.shape[0])
-        bin_grid: BinGrid = env.get_wrapper_attr("bin_grid")
-        time_limit = int(env.get_wrapper_attr("max_episode_steps"))
-        obs_keys = [[str(k), int(n)] for k, n in env.get_wrapper_attr("obs_keys")]
-    finally:
-        env.close()
+    task = imported_task(env_name, bins, grid)
+    obs_dim, bin_grid, time_limit = task.obs_dim, task.bin_grid, task.max_episode_steps
 
     digest = file_sha256(path)
     with open(path, "rb") as fh:
@@ -224,8 +212,8 @@ def import_benchmark_pickle(
                                        source_name=str(path))
     metadata: dict[str, Any] = {
         "dataset_id": dataset_id or default_dataset_id(os.fspath(out)),
-        "env": {"name": env_name, "kwargs": kwargs},
-        "observation_keys": obs_keys,
+        "env": {"name": env_name, "kwargs": task.kwargs},
+        "observation_keys": task.obs_keys,
         "quality": "imported",
         "imported_from": {
             "path": str(path.resolve()),
@@ -236,10 +224,8 @@ def import_benchmark_pickle(
                       "termination; an end without done is a truncation; seeds unknown (-1)"),
         },
     }
-    ref = registry.reference_score(env_name, kwargs["bins"])
-    if ref is not None:
-        metadata["reference_scores"] = {"expert": ref.expert, "random": ref.random,
-                                        "source": ref.source}
+    if task.reference_scores is not None:
+        metadata["reference_scores"] = task.reference_scores
 
     writer = DatasetWriter(out, obs_dim=obs_dim, bin_grid=bin_grid)
     try:

@@ -42,7 +42,8 @@ from spin_data.envs import registry
 from spin_data.envs.bins import BinGrid
 from spin_data.envs.gym_ids import ENTRY_POINT, NAMESPACE, VERSION
 from spin_data.store import schema
-from spin_data.store.tools.base import ToolError, default_dataset_id, open_any, read_array
+from spin_data.store.tools.base import (ToolError, default_dataset_id, imported_task, open_any,
+                                        read_array)
 from spin_data.store.writer import DatasetWriter, discard
 
 #: Minari's on-disk format spin writes (see the module docstring).
@@ -246,40 +247,27 @@ def import_minari(
     if spin is not None and env_name is None:
         metadata = dict(spin["metadata"])
         env_name = metadata["env"]["name"]
-        kwargs = dict(metadata["env"].get("kwargs", {}))
         bin_grid = BinGrid.from_dict(spin["bin_grid"])
     else:
         if env_name is None:
             raise ToolError(f"{source}: not exported by spin; name its task with --env (and "
                             "--bins/--grid)")
-        spec = registry.resolve(env_name)
-        kwargs = {"bins": spec.default_bins if bins is None else bins}
-        if spec.family == "dmc":
-            kwargs["grid"] = grid or "unit"
-        elif grid not in (None, "actuator"):
+        if registry.resolve(env_name).family == "maze" and grid not in (None, "actuator"):
             raise ToolError("grid applies to DMC tasks only; a maze's bins are off/on")
-        env = registry.make_env(env_name, **kwargs)
-        try:
-            bin_grid = env.get_wrapper_attr("bin_grid")
-            obs_keys = [[str(k), int(n)] for k, n in env.get_wrapper_attr("obs_keys")]
-            max_steps = int(env.get_wrapper_attr("max_episode_steps"))
-            obs_dim = int(env.observation_space.shape[0])
-        finally:
-            env.close()
+        task = imported_task(env_name, bins, grid)
+        bin_grid = task.bin_grid
         metadata = {
             "dataset_id": dataset_id or default_dataset_id(os.fspath(out)),
-            "env": {"name": env_name, "task": spec.canonical, "kwargs": kwargs,
-                    "max_episode_steps": max_steps},
-            "observation_keys": obs_keys, "quality": "imported",
+            "env": {"name": env_name, "task": task.canonical, "kwargs": task.kwargs,
+                    "max_episode_steps": task.max_episode_steps},
+            "observation_keys": task.obs_keys, "quality": "imported",
         }
-        ref = registry.reference_score(env_name, kwargs["bins"])
-        if ref is not None:
-            metadata["reference_scores"] = {"expert": ref.expert, "random": ref.random,
-                                            "source": ref.source}
+        if task.reference_scores is not None:
+            metadata["reference_scores"] = task.reference_scores
         obs_space = dataset.observation_space
-        if not (isinstance(obs_space, gym.spaces.Box) and obs_space.shape == (obs_dim,)):
+        if not (isinstance(obs_space, gym.spaces.Box) and obs_space.shape == (task.obs_dim,)):
             raise ToolError(f"{source}: observations are {obs_space}, {env_name} has flat "
-                            f"Box observations of {obs_dim} values")
+                            f"Box observations of {task.obs_dim} values")
     act_space = dataset.action_space
     counts = np.asarray(bin_grid.counts)
     if isinstance(act_space, gym.spaces.Box):
