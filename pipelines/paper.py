@@ -32,8 +32,11 @@ def load_paper_tables() -> dict[str, Any]:
 def method_label(actor: str, algo: str) -> str:
     """The paper's column name of a run: spin -> SPIN, factored + iql -> F-IQL, ..."""
     algo_up = algo.upper()
+    if actor == "joint":  # the MERLION paper's names for its baselines
+        return "BC" if algo == "bc" else f"Discrete {algo_up}"
     return {"spin": "SPIN", "saint": "SAINT", "factored": f"F-{algo_up}",
-            "autoregressive": f"AR-{algo_up}", "distill": "SPIN-Distill"}.get(actor, actor)
+            "autoregressive": f"AR-{algo_up}", "distill": "SPIN-Distill",
+            "merlion": f"MERLION-{algo_up}"}.get(actor, actor)
 
 
 def _matches(match: dict[str, Any], group: dict[str, Any]) -> bool:
@@ -97,6 +100,8 @@ def compare_with_paper(table_key: str, groups: Iterable[dict[str, Any]],
     table = load_paper_tables()["tables"][table_key]
     if table.get("kind") == "fraction_at_step":
         return _compare_fraction_at_step(table, list(groups), ours_setting)
+    if table.get("kind") == "claims":
+        return _compare_claims(table, list(groups), ours_setting)
     ours = _Ours(groups)
     methods = list(table["methods"])
     out = [f"Paper: {load_paper_tables()['source']}: {table['title']}.",
@@ -227,3 +232,42 @@ def _partial_percent(values: list[float | None], total: int) -> str:
         return "-"
     text = f"{sum(have) / len(have):.1f}%"
     return text if len(have) == total else f"{text} ({len(have)}/{total} rows)"
+
+
+def _compare_claims(table: dict[str, Any], groups: list[dict[str, Any]],
+                    ours_setting: str) -> str:
+    """A figure's trends (``better`` ends above ``than``) checked on every dataset of ours.
+
+    ``holds`` when our mean final return of ``better`` exceeds ``than``'s; ``clearly`` when the
+    gap also exceeds the sum of the two standard deviations over seeds; ``reversed`` otherwise.
+    """
+    out = [f"Paper: {table['source']}: {table['title']}.",
+           f"Paper setting: {table['setting']}.",
+           "The figure gives learning curves, not numbers: each row checks one of its trends on "
+           "this pipeline's runs (final return, mean ± std over seeds).",
+           "holds = better's mean is above; clearly = by more than the two stds summed; "
+           "reversed = not above."]
+    if ours_setting:
+        out.append(f"Our setting: {ours_setting}.")
+    out.append("")
+    datasets = sorted({str(g["dataset_id"]) for g in groups})
+    rows = [["dataset", "claim", "better", "than", "verdict"]]
+    for dataset in datasets:
+        mine = {method_label(g["actor"], g["algo"]): g for g in groups
+                if str(g["dataset_id"]) == dataset}
+        for claim in table["claims"]:
+            a, b = mine.get(claim["better"]), mine.get(claim["than"])
+            if a is None or b is None or a["final_return_mean"] is None \
+                    or b["final_return_mean"] is None:
+                verdict = "not run"
+            else:
+                gap = a["final_return_mean"] - b["final_return_mean"]
+                spread = (a["final_return_std"] or 0.0) + (b["final_return_std"] or 0.0)
+                verdict = "clearly" if gap > spread else "holds" if gap > 0 else "reversed"
+            rows.append([dataset, f"{claim['better']} > {claim['than']}",
+                         _pm(None if a is None else a["final_return_mean"],
+                             None if a is None else a["final_return_std"]),
+                         _pm(None if b is None else b["final_return_mean"],
+                             None if b is None else b["final_return_std"]), verdict])
+    out += align_rows(rows, left={0, 1, 4}).splitlines()
+    return "\n".join(out)

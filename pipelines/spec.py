@@ -492,10 +492,9 @@ def _policy_keys() -> set[str]:
 
 def _policy(check: _Checker, name: str, entry: Any, line: int, defaults: LineMap,
             datasets: list[str]) -> PolicySpec:
-    from spin_train.algos import ALGORITHMS
-    from spin_train.models.actors import ACTORS
+    from spin_train.algos import ALGO_NAMES
     from spin_train.policy import PolicyConfig
-    from spin_train.policy.trainer import NEEDS_ASM
+    from spin_train.policy.trainer import NEEDS_ASM, POLICY_ACTORS as ACTORS
 
     what = f"policy group {name!r}"
     entry = check.mapping(entry, what, line)
@@ -507,7 +506,7 @@ def _policy(check: _Checker, name: str, entry: Any, line: int, defaults: LineMap
         raise check.fail(f"{what} needs 'actors:' (any of {', '.join(ACTORS)})", entry.line)
     actors = check.choices(entry["actors"], tuple(ACTORS), "actors", entry.line_of("actors"))
     algo_source = entry if "algos" in entry else section
-    algos = check.choices(algo_source.get("algos", "iql"), tuple(ALGORITHMS), "algos",
+    algos = check.choices(algo_source.get("algos", "iql"), ALGO_NAMES, "algos",
                           algo_source.line_of("algos"))
     seed_source = entry if "seeds" in entry else section
     seeds = _seeds(check, seed_source.get("seeds", 1), what, seed_source.line_of("seeds"))

@@ -109,15 +109,15 @@ def probe(as_json: bool, **kwargs: Any) -> None:
 
 
 # ------------------------------------------------------------------------------ stage 2
-from spin_train.algos import ALGORITHMS  # noqa: E402
-from spin_train.models.actors import ACTORS  # noqa: E402
-from spin_train.policy.trainer import PolicyConfig  # noqa: E402
+from spin_train.algos import ALGO_NAMES  # noqa: E402
+from spin_train.policy.trainer import POLICY_ACTORS, PolicyConfig  # noqa: E402
 
 
 @main.command()
-@config_options(PolicyConfig, choices={"actor": ACTORS, "algo": ALGORITHMS})
+@config_options(PolicyConfig, choices={"actor": POLICY_ACTORS, "algo": ALGO_NAMES})
 def policy(**kwargs: Any) -> None:
-    """Stage 2: train an actor (spin on a frozen ASM, or a baseline) with IQL / AWAC / BCQ.
+    """Stage 2: train an actor (spin on a frozen ASM, or a baseline) with IQL / AWAC / BCQ, or
+    MERLION (--actor merlion) and the joint-action baselines (--actor joint) with BCQ / CQL / BC.
 
     Evaluates every --eval-every steps in the real environment; writes a run directory
     (config.json, metrics.csv/jsonl, checkpoints/, policy.pt, learning_curve.png). Running the

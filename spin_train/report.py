@@ -30,8 +30,9 @@ from spin_data.envs.reference import format_score, score_label
 from spin_data.text import align_rows
 from spin_train.runs import RunError, read_metrics
 
-#: Actor order of the tables and plots (SPIN first, then the paper's baselines).
-ACTORS = ("spin", "saint", "factored", "autoregressive", "distill")
+#: Actor order of the tables and plots (SPIN first, then the paper's baselines, then MERLION and
+#: its joint-action baselines).
+ACTORS = ("spin", "saint", "factored", "autoregressive", "distill", "merlion", "joint")
 #: The actor whose final return is the default target (the paper's F-IQL / F-AWAC / F-BCQ).
 TARGET_ACTOR = "factored"
 #: config.json keys every stage-2 run has and the report relies on.

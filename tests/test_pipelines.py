@@ -150,6 +150,8 @@ def test_graph_dependencies_identities_and_dry_run(tmp_path):
      "maze"),
     ("dmc-small", 10, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 6, "report": 1},
      "table4"),
+    ("merlion", 49, {"behaviour": 2, "dataset": 2, "pretrain": 2, "policy": 42, "report": 1},
+     "merlion_fig2"),
 ])
 def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds, paper):
     graph = build_graph(load_pipeline(REPO / "pipelines" / f"{name}.yaml", out=tmp_path))

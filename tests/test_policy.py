@@ -263,7 +263,8 @@ def test_resumed_run_equals_an_uninterrupted_one_on_cuda(maze_medium_expert, tmp
     (["--actor", "distill"], "the distill actor needs --asm"),
     (["--actor", "factored", "--asm", "x"], "--asm is only for the spin and distill actors"),
     (["--actor", "transformer"], "'transformer' is not one of"),
-    (["--algo", "cql"], "'cql' is not one of"),
+    (["--algo", "sac"], "'sac' is not one of"),
+    (["--algo", "cql"], "the spin actor trains with --algo iql, awac, bcq, not 'cql'"),
     (["--actor", "factored", "--steps", "0"], "steps must be >= 1"),
 ])
 def test_policy_cli_usage_errors(args, message):

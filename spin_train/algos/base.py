@@ -30,11 +30,56 @@ def weighted_log_likelihood(actor: Actor, obs: torch.Tensor, actions: torch.Tens
     return -(logp if weights is None else weights * logp).mean()
 
 
-class OfflineAlgorithm(nn.Module):
+class Learner(nn.Module):
+    """What the stage-2 trainer drives: :meth:`update` (one gradient step on a batch, returning
+    device-tensor statistics: no host synchronisation), :meth:`eval_actions` and a checkpoint
+    of weights and optimiser states. Optimisers are found as attributes."""
+
+    name = "learner"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._autocast = contextlib.nullcontext
+
+    def use_autocast(self, device: torch.device, enabled: bool = True) -> None:
+        """Run the forward passes of :meth:`update` under bf16 autocast on CUDA (backward
+        passes stay outside it, as PyTorch recommends)."""
+        self._autocast = lambda: autocast(device, enabled)
+
+    @staticmethod
+    def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """Backward and one optimiser step (called outside the autocast region)."""
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def eval_actions(self, obs: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actions for evaluation, ``(B, N)`` bin indices."""
+        raise NotImplementedError
+
+    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def full_state(self) -> dict[str, Any]:
+        """Weights and optimiser states (plain tensors: loads with ``weights_only=True``)."""
+        return {"modules": self.state_dict(),
+                "optimisers": {k: o.state_dict() for k, o in self.optimisers().items()}}
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["modules"])
+        for k, o in self.optimisers().items():
+            o.load_state_dict(state["optimisers"][k])
+
+
+class OfflineAlgorithm(Learner):
     """An actor, a factored critic ensemble ``Q`` and its Polyak-averaged target ``Q'``.
 
-    Subclasses implement :meth:`update` (one gradient step on a batch, returning device-tensor
-    statistics: no host synchronisation) and may override :meth:`eval_actions`.
+    Subclasses implement :meth:`update` and may override :meth:`eval_actions`.
     """
 
     name = "base"
@@ -49,19 +94,6 @@ class OfflineAlgorithm(nn.Module):
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.actor_optimiser = torch.optim.Adam(actor.trainable_parameters(), lr=lr)
         self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=lr)
-        self._autocast = contextlib.nullcontext
-
-    def use_autocast(self, device: torch.device, enabled: bool = True) -> None:
-        """Run the forward passes of :meth:`update` under bf16 autocast on CUDA (backward
-        passes stay outside it, as PyTorch recommends)."""
-        self._autocast = lambda: autocast(device, enabled)
-
-    @staticmethod
-    def _step(optimiser: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """Backward and one optimiser step (called outside the autocast region)."""
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
 
     def _soft_update_targets(self) -> None:
         soft_update(self.q_target, self.q, self.tau)
@@ -93,9 +125,6 @@ class OfflineAlgorithm(nn.Module):
             stats["adv_weight"] = weights.mean()
         return stats
 
-    def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
-        raise NotImplementedError
-
     def actor_weights(self, obs: torch.Tensor, actions: torch.Tensor,
                       generator: torch.Generator | None = None) -> torch.Tensor:
         """``w(s, a) >= 0`` of the actor's weighted log-likelihood, ``(B,)``, as the current
@@ -107,16 +136,3 @@ class OfflineAlgorithm(nn.Module):
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions for evaluation ``(B, N)``: sampled from the actor by default."""
         return self.actor.sample(obs, generator)
-
-    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
-
-    def full_state(self) -> dict[str, Any]:
-        """Weights and optimiser states (plain tensors: loads with ``weights_only=True``)."""
-        return {"modules": self.state_dict(),
-                "optimisers": {k: o.state_dict() for k, o in self.optimisers().items()}}
-
-    def load_full_state(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state["modules"])
-        for k, o in self.optimisers().items():
-            o.load_state_dict(state["optimisers"][k])

@@ -25,18 +25,22 @@ from tqdm.auto import tqdm
 
 from spin_data.envs import make_env
 from spin_data.envs.bins import BinGrid
-from spin_train.algos import ALGORITHMS, OfflineAlgorithm
+from spin_train.algos import (ALGORITHMS, JOINT_ACTORS, Learner, MerlionLearner,
+                              check_combination)
 from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_compatible, check_env,
                              materialise)
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ASMConfig
 from spin_train.models.actors import ACTORS, DistilledActor, make_actor
+from spin_train.models.joint import check_enumerable
 from spin_train.options import field_defaults, option
 from spin_train.policy.evaluate import env_make_kwargs, evaluate
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
 
 NEEDS_ASM = ("spin", "distill")
+#: Every ``--actor``: the factored actors, then those over the enumerated joint action set.
+POLICY_ACTORS = ACTORS + tuple(JOINT_ACTORS)
 
 
 @dataclass
@@ -46,8 +50,10 @@ class PolicyConfig:
     dataset: str = option(help="store path or URL")
     asm: str | None = option(
         None, "pre-trained ASM (asm.pt or its run directory): spin and distill only")
-    actor: str = option("spin", "spin, saint, factored, autoregressive, distill")
-    algo: str = option("iql", "iql, awac, bcq")
+    actor: str = option("spin", "spin, saint, factored, autoregressive, distill (factored "
+                                "actions); joint, merlion (enumerated joint actions)")
+    algo: str = option("iql", "iql, awac, bcq (factored actors); bcq, cql, bc (joint); "
+                              "bcq, cql (merlion)")
     steps: int = option(1_000_000, "gradient steps")
     batch_size: int = option(256, "transitions per step")
     lr: float = option(3e-4, "Adam learning rate of every network")
@@ -61,7 +67,18 @@ class PolicyConfig:
     beta: float = option(3.0, "IQL: inverse temperature of the advantage weights")
     max_weight: float = option(100.0, "IQL/AWAC: advantage weights are clamped here")
     awac_lambda: float = option(0.3, "AWAC: temperature lambda")
-    bcq_threshold: float = option(0.3, "BCQ: keep bins with pi_i(b)/max_b pi_i >= threshold")
+    bcq_threshold: float = option(
+        0.3, "discrete BCQ: keep bins (joint: actions) with pi(b)/max_b pi >= threshold")
+    cql_alpha: float = option(0.5, "CQL (joint, merlion): weight of the conservative penalty")
+    merlion_dim: int = option(2, "merlion: width k of the action representations")
+    merlion_penalty: float = option(0.01, "merlion: distance p added for out-of-data actions")
+    merlion_threshold: float = option(
+        0.3, "merlion: an action is out of data when G(a|s)/max G <= this")
+    merlion_steps: int = option(10_000, "merlion: representation steps before the RL phase")
+    merlion_batch: int = option(128, "merlion: transitions per representation step")
+    merlion_lr: float = option(
+        1e-3, "merlion: Adam learning rate of the representation (the paper: 1e-2, which "
+              "diverged here)")
     distill_steps: int = option(20_000, "distill: MSE steps of the student before the RL phase")
     d_model: int = option(256, "saint: Transformer width (spin/distill take the ASM's sizes)")
     n_heads: int = option(4, "saint: attention heads")
@@ -84,10 +101,10 @@ class PolicyConfig:
     progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
-        if self.actor not in ACTORS:
-            raise ValueError(f"unknown actor {self.actor!r}: accepted {', '.join(ACTORS)}")
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algo {self.algo!r}: accepted {', '.join(ALGORITHMS)}")
+        if self.actor not in POLICY_ACTORS:
+            raise ValueError(f"unknown actor {self.actor!r}: accepted "
+                             f"{', '.join(POLICY_ACTORS)}")
+        check_combination(self.actor, self.algo)
         if self.actor in NEEDS_ASM and not self.asm:
             raise ValueError(f"the {self.actor} actor needs --asm (a pre-trained ASM: run "
                              f"spin-train pretrain first)")
@@ -95,18 +112,22 @@ class PolicyConfig:
             raise ValueError(f"--asm is only for the spin and distill actors, not "
                              f"{self.actor} (it learns from scratch)")
         for name in ("steps", "batch_size", "eval_every", "eval_episodes", "log_every",
-                     "ensemble", "critic_hidden"):
+                     "ensemble", "critic_hidden", "merlion_dim", "merlion_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.distill_steps < 0:
-            raise ValueError(f"distill_steps must be >= 0, got {self.distill_steps}")
+        for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_penalty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("bcq_threshold", "merlion_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.discount <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError(f"need discount in [0, 1] and tau in (0, 1], got {self.discount}, "
                              f"{self.tau}")
         if not 0.0 < self.expectile < 1.0:
             raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
-        if self.lr <= 0 or self.awac_lambda <= 0 or self.max_weight <= 0:
-            raise ValueError("lr, awac_lambda and max_weight must be > 0")
+        if min(self.lr, self.awac_lambda, self.max_weight, self.merlion_lr) <= 0:
+            raise ValueError("lr, awac_lambda, max_weight and merlion_lr must be > 0")
         if not 0.0 <= self.saint_dropout < 1.0:
             raise ValueError(f"saint_dropout must be in [0, 1), got {self.saint_dropout}")
         if self.reward_scale is not None and self.reward_scale <= 0:
@@ -114,12 +135,20 @@ class PolicyConfig:
 
     def algo_kwargs(self) -> dict[str, Any]:
         common = dict(lr=self.lr, discount=self.discount, tau=self.tau,
-                      critic_hidden=self.critic_hidden, ensemble=self.ensemble)
+                      critic_hidden=self.critic_hidden)
+        if self.actor == "merlion":
+            return common | dict(latent_dim=self.merlion_dim, penalty=self.merlion_penalty,
+                                 ood_threshold=self.merlion_threshold,
+                                 representation_lr=self.merlion_lr) | (
+                dict(alpha=self.cql_alpha) if self.algo == "cql" else {})
+        if self.actor == "joint":
+            return common | {"bcq": dict(threshold=self.bcq_threshold),
+                             "cql": dict(alpha=self.cql_alpha), "bc": {}}[self.algo]
         extra = {"iql": dict(expectile=self.expectile, beta=self.beta,
                              max_weight=self.max_weight),
                  "awac": dict(lam=self.awac_lambda, max_weight=self.max_weight),
                  "bcq": dict(threshold=self.bcq_threshold)}[self.algo]
-        return common | extra
+        return common | dict(ensemble=self.ensemble) | extra
 
 
 #: Settings a resumed run may change; every other key must match the run directory's.
@@ -178,6 +207,8 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     check_env(cached, probe_env, env_name)
     probe_env.close()
     bins = tuple(int(b) for b in cached.bin_grid.counts)
+    if cfg.actor in JOINT_ACTORS:  # refused before anything is written
+        check_enumerable(bins, f"{dataset_id} ({env_name})")
 
     asm, asm_info, stage1_s = None, None, 0.0
     if cfg.asm:
@@ -205,27 +236,43 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
                                      defaults=field_defaults(type(cfg)))
 
     torch.manual_seed(cfg.seed)
-    saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,
-                          n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.saint_dropout)
-    actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
-                       asm_config=saint_cfg).to(device)
     buffer = TransitionBuffer(cached, device=device, seed=cfg.seed)
     norm = normaliser.on(device) if normaliser is not None else (lambda obs: obs)
 
-    distill_s, distill_loss = 0.0, None
-    if isinstance(actor, DistilledActor):
-        if state is None:
-            distill_s, distill_loss = _distill(actor, buffer, norm, cfg, device)
-        actor.freeze_student()
+    def prepare(batch):
+        """The learner's view of a batch: normalised observations, scaled rewards."""
+        batch.observations = norm(batch.observations)
+        batch.next_observations = norm(batch.next_observations)
+        if reward_scale != 1.0:
+            batch.rewards = batch.rewards * reward_scale
+        return batch
 
-    algo: OfflineAlgorithm = ALGORITHMS[cfg.algo](actor, cached.obs_dim, bins,
-                                                  **cfg.algo_kwargs()).to(device)
+    actor, first_phase = None, {}
+    if cfg.actor in JOINT_ACTORS:
+        algo: Learner = JOINT_ACTORS[cfg.actor][cfg.algo](cached.obs_dim, bins,
+                                                          **cfg.algo_kwargs()).to(device)
+    else:
+        saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,
+                              n_heads=cfg.n_heads, n_layers=cfg.n_layers,
+                              dropout=cfg.saint_dropout)
+        actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
+                           asm_config=saint_cfg).to(device)
+        if isinstance(actor, DistilledActor):
+            if state is None:
+                first_phase = _distill(actor, buffer, norm, cfg, device)
+            actor.freeze_student()
+        algo = ALGORITHMS[cfg.algo](actor, cached.obs_dim, bins,
+                                    **cfg.algo_kwargs()).to(device)
     algo.use_autocast(device, cfg.amp)
+    if isinstance(algo, MerlionLearner) and state is None:
+        first_phase = _train_representation(algo, buffer, prepare, cfg)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 1)
-    step, wall = 0, stage1_s + distill_s
+    step, wall = 0, stage1_s + sum(v for k, v in first_phase.items() if k.endswith("_s"))
     if state is not None:
         algo.load_full_state(state["algo"])
+        if isinstance(algo, MerlionLearner):
+            algo.freeze_representation()
         buffer.set_generator_state(state["buffer_rng"])
         generator.set_state(state["rng"])
         set_rng_state(state["torch_rng"], device)
@@ -233,13 +280,12 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
 
     columns = ["step", "eval_return_mean", "eval_return_std", "eval_normalised", "wall_clock_s",
                "eval_s", "steps_per_s", "q_loss", "v_loss", "actor_loss", "adv_weight",
-               "q_mean", "distill_s", "distill_loss"]
+               "q_mean", "cql_gap", "vae_loss", "distill_s", "distill_loss",
+               "representation_s", "representation_loss"]
     log = MetricsLog(run_dir, columns, resume_step=step if state is not None else None)
     if state is None:  # the untrained policy is the curve's first point
         log.log(_evaluation(algo, norm, cfg, env_name, env_kwargs, 0, device)
-                | {"step": 0, "wall_clock_s": wall, **({"distill_s": distill_s,
-                                                          "distill_loss": distill_loss}
-                                                         if distill_loss is not None else {})})
+                | {"step": 0, "wall_clock_s": wall} | first_phase)
 
     update = maybe_compile(algo.update, cfg.compile)
     bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not cfg.progress,
@@ -252,12 +298,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         started = time.perf_counter()
         since = step
         while step < cfg.steps:
-            batch = buffer.sample(cfg.batch_size)
-            batch.observations = norm(batch.observations)
-            batch.next_observations = norm(batch.next_observations)
-            if reward_scale != 1.0:
-                batch.rewards = batch.rewards * reward_scale
-            stats = update(batch, generator)
+            stats = update(prepare(buffer.sample(cfg.batch_size)), generator)
             for k, v in stats.items():
                 sums[k] = sums[k] + v if k in sums else v.detach().clone()
             n_summed += 1
@@ -279,14 +320,16 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     finally:
         bar.close()
         log.close()
-    save_checkpoint(run_dir / "policy.pt", {"actor": actor.state_dict(),
-                                            "algo": algo.state_dict(), "step": step})
+    weights = {"algo": algo.state_dict(), "step": step}
+    if actor is not None:
+        weights["actor"] = actor.state_dict()
+    save_checkpoint(run_dir / "policy.pt", weights)
     _plot(run_dir)
     return PolicyResult(run_dir=run_dir, steps=step, final=last_eval)
 
 
 def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyConfig,
-             device: torch.device) -> tuple[float, float | None]:
+             device: torch.device) -> dict[str, float | None]:
     """SPIN-Distill's first phase: the student regresses the teacher's embeddings (MSE).
     Returns its wall-clock seconds and the MSE of its last step (None without steps)."""
     started = time.perf_counter()
@@ -302,10 +345,33 @@ def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyC
         loss.backward()
         optimiser.step()
     last = None if loss is None else float(loss)  # one host sync, after the loop
-    return time.perf_counter() - started, last
+    return {"distill_s": time.perf_counter() - started, "distill_loss": last}
 
 
-def _evaluation(algo: OfflineAlgorithm, norm, cfg: PolicyConfig, env_name: str,
+#: Dataset pairs whose representations span the latent box of a MERLION policy.
+BOX_SAMPLES = 20_000
+
+
+def _train_representation(algo: MerlionLearner, buffer: TransitionBuffer, prepare,
+                          cfg: PolicyConfig) -> dict[str, float | None]:
+    """MERLION's first phase (Algorithm 2): ``merlion_steps`` steps of ``merlion_batch``, then
+    phi is frozen and the latent box measured. Returns its seconds and last summed loss."""
+    started = time.perf_counter()
+    generator = torch.Generator(device=buffer.device)
+    generator.manual_seed(cfg.seed + 2)
+    algo.train()
+    stats = None
+    for _ in tqdm(range(cfg.merlion_steps), disable=not cfg.progress, desc="merlion phi",
+                  unit="step"):
+        stats = algo.update_representation(prepare(buffer.sample(cfg.merlion_batch)), generator)
+    box = prepare(buffer.sample(BOX_SAMPLES))
+    algo.freeze_representation(box.observations, box.actions)
+    last = None if stats is None else float(sum(v for k, v in stats.items()
+                                                if k.endswith("_loss")))
+    return {"representation_s": time.perf_counter() - started, "representation_loss": last}
+
+
+def _evaluation(algo: Learner, norm, cfg: PolicyConfig, env_name: str,
                 env_kwargs: dict[str, Any], step: int, device: torch.device) -> dict[str, Any]:
     """``eval_episodes`` seeded episodes, batched; the same environment seeds every time, and
     a sampling generator seeded by (seed, step) so a resumed run evaluates identically."""
@@ -326,7 +392,7 @@ def _evaluation(algo: OfflineAlgorithm, norm, cfg: PolicyConfig, env_name: str,
             "eval_normalised": result.normalised, "eval_s": time.perf_counter() - started}
 
 
-def _save(run_dir: Path, algo: OfflineAlgorithm, buffer: TransitionBuffer,
+def _save(run_dir: Path, algo: Learner, buffer: TransitionBuffer,
           generator: torch.Generator, step: int, wall: float) -> None:
     state = {"algo": algo.full_state(), "buffer_rng": buffer.generator_state(),
              "rng": generator.get_state(), "torch_rng": rng_state(buffer.device), "step": step,

@@ -1,0 +1,160 @@
+"""The MERLION paper's baselines on the enumerated joint action set (``--actor joint``): one
+output per joint action, no factorisation, so they need ``|A| <= MAX_JOINT_ACTIONS``.
+
+Discrete BCQ (Fujimoto et al., 2019, "Benchmarking batch deep RL algorithms"): a Q-network and
+a behaviour model ``G`` over whole actions. Actions whose ``G(a | s) / max_a' G(a' | s)`` falls
+below ``threshold`` are never chosen, in the target or when acting::
+
+    A_tau(s) = {a : G(a | s) / max_a' G(a' | s) >= tau}
+    a' = argmax_{a in A_tau(s')} Q(s', a)                           (double-DQN selection)
+    L_Q = E[ Huber( r + gamma (1 - term) Q'(s', a') - Q(s, a) ) ]
+    L_G = E[ -log G(a | s) ] + 0.01 E[ logits^2 ]                    (the authors' regulariser)
+
+Discrete CQL (Kumar et al., 2020, CQL(H) on a DQN)::
+
+    L_Q = E[ (r + gamma (1 - term) max_a' Q'(s', a') - Q(s, a))^2 ]
+          + alpha E[ logsumexp_a Q(s, a) - Q(s, a_data) ]
+
+Behaviour cloning: ``L = E[ -log pi(a | s) ]`` over whole actions; acts with the mode.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from spin_train.algos.base import Learner, Stats, td_loss
+from spin_train.data import Batch
+from spin_train.models.critics import soft_update
+from spin_train.models.joint import JointActionSpace, JointHead
+
+
+class JointLearner(Learner):
+    """Shared by the three: the joint action set and the obs -> |A| network shape."""
+
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], *, lr: float = 3e-4,
+                 discount: float = 0.99, tau: float = 0.005, critic_hidden: int = 256):
+        super().__init__()
+        self.space = JointActionSpace(bins)
+        self.obs_dim, self.hidden = obs_dim, critic_hidden
+        self.lr, self.discount, self.tau = lr, discount, tau
+
+    def _head(self) -> JointHead:
+        return JointHead(self.obs_dim, self.space.size, self.hidden)
+
+    def _greedy(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(B, |A|)`` scores -> ``(B, N)`` bin indices of the best joint action."""
+        return self.space.table[scores.argmax(-1)]
+
+
+class JointQLearner(JointLearner):
+    """A Q-network over joint actions with a Polyak-averaged target."""
+
+    def __init__(self, obs_dim, bins, **common):
+        super().__init__(obs_dim, bins, **common)
+        self.q = self._head()
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=self.lr)
+
+    def _scores(self, obs: torch.Tensor) -> torch.Tensor:
+        """What acting maximises, ``(B, |A|)`` (the Q-values, unless restricted)."""
+        return self.q(obs).float()
+
+    @torch.no_grad()
+    def eval_actions(self, obs, generator=None) -> torch.Tensor:
+        """Greedy in the (restricted) Q-values."""
+        return self._greedy(self._scores(obs))
+
+
+class DiscreteBCQ(JointQLearner):
+    name = "bcq"
+
+    def __init__(self, obs_dim, bins, *, threshold: float = 0.3, **common):
+        super().__init__(obs_dim, bins, **common)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"BCQ threshold must be in [0, 1], got {threshold}")
+        self.threshold = threshold
+        self.g = self._head()
+        self.g_optimiser = torch.optim.Adam(self.g.parameters(), lr=self.lr)
+
+    def _scores(self, obs):
+        """Q-values with actions outside ``A_tau(s)`` at -inf (the ratio test in log space)."""
+        logp = torch.log_softmax(self.g(obs).float(), -1)
+        allowed = logp >= logp.amax(-1, keepdim=True) + torch.log(
+            torch.tensor(max(self.threshold, 1e-30), device=obs.device))
+        return self.q(obs).float().masked_fill(~allowed, float("-inf"))
+
+    def _update_q(self, batch: Batch, index: torch.Tensor) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                best = self._scores(batch.next_observations).argmax(-1, keepdim=True)
+                q_next = self.q_target(batch.next_observations).float().gather(1, best)[:, 0]
+                target = batch.rewards + self.discount * batch.not_done * q_next
+            q = self.q(batch.observations).float().gather(1, index[:, None])[:, 0]
+            loss = F.smooth_l1_loss(q, target)
+        self._step(self.q_optimiser, loss)
+        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def _update_g(self, obs: torch.Tensor, index: torch.Tensor) -> Stats:
+        with self._autocast():
+            logits = self.g(obs).float()
+            loss = F.cross_entropy(logits, index) + 0.01 * logits.pow(2).mean()
+        self._step(self.g_optimiser, loss)
+        return {"actor_loss": loss.detach()}
+
+    def update(self, batch, generator=None) -> Stats:
+        index = self.space.encode(batch.actions)
+        stats = self._update_q(batch, index) | self._update_g(batch.observations, index)
+        soft_update(self.q_target, self.q, self.tau)
+        return stats
+
+
+class DiscreteCQL(JointQLearner):
+    name = "cql"
+
+    def __init__(self, obs_dim, bins, *, alpha: float = 0.5, **common):
+        super().__init__(obs_dim, bins, **common)
+        if alpha < 0:
+            raise ValueError(f"CQL alpha must be >= 0, got {alpha}")
+        self.alpha = alpha
+
+    def update(self, batch, generator=None) -> Stats:
+        index = self.space.encode(batch.actions)
+        with self._autocast():
+            with torch.no_grad():
+                q_next = self.q_target(batch.next_observations).float().amax(-1)
+                target = batch.rewards + self.discount * batch.not_done * q_next
+            q_all = self.q(batch.observations).float()
+            q = q_all.gather(1, index[:, None])[:, 0]
+            td = td_loss(q[None], target)
+            gap = (torch.logsumexp(q_all, -1) - q).mean()
+            loss = td + self.alpha * gap
+        self._step(self.q_optimiser, loss)
+        soft_update(self.q_target, self.q, self.tau)
+        return {"q_loss": td.detach(), "q_mean": q.detach().mean(), "cql_gap": gap.detach()}
+
+
+class JointBC(JointLearner):
+    name = "bc"
+
+    def __init__(self, obs_dim, bins, **common):
+        super().__init__(obs_dim, bins, **common)
+        self.policy = self._head()
+        self.actor_optimiser = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
+
+    def update(self, batch, generator=None) -> Stats:
+        with self._autocast():
+            loss = F.cross_entropy(self.policy(batch.observations).float(),
+                                   self.space.encode(batch.actions))
+        self._step(self.actor_optimiser, loss)
+        return {"actor_loss": loss.detach()}
+
+    @torch.no_grad()
+    def eval_actions(self, obs, generator=None) -> torch.Tensor:
+        """The most likely joint action."""
+        return self._greedy(self.policy(obs).float())
+
+
+JOINT_ALGORITHMS = {"bcq": DiscreteBCQ, "cql": DiscreteCQL, "bc": JointBC}

@@ -1,0 +1,303 @@
+"""MERLION's two phases (Gu et al., Algorithms 1-2) behind the trainer's interface
+(``--actor merlion --algo bcq|cql``).
+
+Phase 1, :meth:`MerlionLearner.update_representation`: the pseudometric representation
+(:mod:`spin_train.models.merlion`) for ``representation_steps`` steps; then it is frozen and the
+box ``[low, high]`` spanned by the dataset's representations bounds the latent actions.
+Phase 2, :meth:`update`: an offline RL algorithm for continuous actions on ``(s, e = phi(a; s),
+r, s')`` (Algorithm 1); acting maps the latent action to a real one with the lookup ``g``.
+
+Latent BCQ (Fujimoto et al., 2019, continuous BCQ)::
+
+    VAE:  L = |D(s, z) - e|^2 + 0.5 KL(N(mu, sigma) || N(0, I)),    (mu, sigma) = E(s, e)
+    xi(s, e) = e + Phi (high - low) / 2 tanh(f(s, e)), clipped to the box
+    e~' = xi'(s', D(s', z)) for n samples z
+    y = r + gamma (1 - term) max_n [lam min_k Q'_k(s', e~') + (1 - lam) max_k Q'_k(s', e~')]
+    L_Q = E[(y - Q_k(s, e))^2],   L_xi = -E[Q_1(s, xi(s, D(s, z)))]
+    act: the best of 100 decoded-and-perturbed candidates by Q_1
+
+Latent CQL (Kumar et al., 2020, CQL(H) on SAC; a tanh-Gaussian scaled to the box)::
+
+    L_pi = E[alpha_H log pi(e~|s) - min_k Q_k(s, e~)],  alpha_H tuned to entropy -k
+    L_Q = E[(r + gamma (1 - term) min_k Q'_k(s', e~') - Q_k(s, e))^2]
+          + alpha E[ log sum_{e~ in uniform, pi(s), pi(s')} exp(Q_k(s, e~) - log q(e~))
+                     - Q_k(s, e) ]             (10 samples of each proposal, importance-weighted)
+    act: the policy's mean
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from spin_train.algos.base import Learner, Stats, td_loss
+from spin_train.data import Batch
+from spin_train.models.critics import ensemble_mlp, soft_update
+from spin_train.models.layers import mlp
+from spin_train.models.merlion import PseudometricRepresentation
+
+
+class MerlionLearner(Learner):
+    """The representation, its optimiser, the latent box, and acting through ``g``."""
+
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], *, latent_dim: int = 2,
+                 penalty: float = 0.01, ood_threshold: float = 0.3,
+                 representation_lr: float = 1e-3, lr: float = 3e-4, discount: float = 0.99,
+                 tau: float = 0.005, critic_hidden: int = 256):
+        super().__init__()
+        self.representation = PseudometricRepresentation(
+            obs_dim, bins, latent_dim, critic_hidden, discount, penalty, ood_threshold)
+        # Adam as in the paper; its learning rate 1e-2 made phi diverge on the merlion maze
+        # (l1 vs target correlation -0.04 after 2,000 steps; 0.85 at 1e-3), so 1e-3 by default.
+        self.representation_optimiser = torch.optim.Adam(self.representation.parameters(),
+                                                         lr=representation_lr)
+        self.obs_dim, self.latent_dim, self.hidden = obs_dim, latent_dim, critic_hidden
+        self.lr, self.discount, self.tau = lr, discount, tau
+        self.register_buffer("low", torch.full((latent_dim,), -1.0))
+        self.register_buffer("high", torch.full((latent_dim,), 1.0))
+
+    # ------------------------------------------------------------------ phase 1
+    def update_representation(self, batch: Batch,
+                              generator: torch.Generator | None = None) -> Stats:
+        """One step of Algorithm 2 on a batch."""
+        with self._autocast():
+            loss, stats = self.representation.loss(batch.observations, batch.actions,
+                                                   batch.rewards, batch.next_observations,
+                                                   generator)
+        self._step(self.representation_optimiser, loss)
+        return stats
+
+    @torch.no_grad()
+    def freeze_representation(self, obs: torch.Tensor | None = None,
+                              actions: torch.Tensor | None = None) -> None:
+        """Freeze phi and, given dataset pairs, set the latent box to the range of their
+        ``phi(a; s)`` (widened by 1e-3 so a degenerate dimension keeps a non-empty box)."""
+        self.representation.requires_grad_(False)
+        if obs is None or actions is None:  # a resumed run: the box came with the weights
+            return
+        latent = self.representation.encode(obs, actions).float()
+        self.low.copy_(latent.amin(0) - 1e-3)
+        self.high.copy_(latent.amax(0) + 1e-3)
+
+    @property
+    def _centre(self) -> torch.Tensor:
+        return (self.high + self.low) / 2
+
+    @property
+    def _half(self) -> torch.Tensor:
+        return (self.high - self.low) / 2
+
+    @torch.no_grad()
+    def latent(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``e = phi(a; s)`` from the frozen encoder, ``(B, k)`` float32."""
+        return self.representation.encode(obs, actions).float()
+
+    # ------------------------------------------------------------------ acting
+    def latent_action(self, obs: torch.Tensor,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """The latent policy's action ``e^``, ``(B, k)``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def eval_actions(self, obs, generator=None) -> torch.Tensor:
+        """``g(e^)``: the joint action whose representation is nearest in l1, ``(B, N)``."""
+        index = self.representation.nearest(obs, self.latent_action(obs, generator).float())
+        return self.representation.space.table[index]
+
+
+def _twin_critic(obs_dim: int, latent_dim: int, hidden: int) -> nn.Sequential:
+    """Two Q-networks ``(s, e) -> (2, B, 1)`` computed as one batched MLP."""
+    return ensemble_mlp(2, [obs_dim + latent_dim, hidden, hidden, 1])
+
+
+def _q(critic: nn.Module, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """``Q_k(s, e)`` of both members, ``(2, B)``."""
+    return critic(torch.cat([obs, latent], -1))[..., 0].float()
+
+
+class LatentVAE(nn.Module):
+    """BCQ's generative model of the dataset's latent actions: ``E(s, e) -> (mu, sigma)``,
+    ``D(s, z) -> e`` squashed into the box. Latent width ``2k`` (the BCQ authors' choice)."""
+
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int):
+        super().__init__()
+        self.z_dim = 2 * latent_dim
+        self.encoder = mlp([obs_dim + latent_dim, hidden, hidden, 2 * self.z_dim])
+        self.decoder = mlp([obs_dim + self.z_dim, hidden, hidden, latent_dim])
+
+    def decode(self, obs, centre, half, z=None, generator=None) -> torch.Tensor:
+        if z is None:  # the authors' clipped prior: samples stay near the data's modes
+            z = torch.randn((obs.shape[0], self.z_dim), device=obs.device,
+                            generator=generator).clamp(-0.5, 0.5)
+        return centre + half * torch.tanh(self.decoder(torch.cat([obs, z], -1)))
+
+    def forward(self, obs, latent, centre, half, generator=None):
+        mean, log_std = self.encoder(torch.cat([obs, latent], -1)).chunk(2, -1)
+        std = log_std.clamp(-4, 15).exp()
+        z = mean + std * torch.randn(mean.shape, device=mean.device, generator=generator)
+        return self.decode(obs, centre, half, z), mean, std
+
+
+class MerlionBCQ(MerlionLearner):
+    name = "bcq"
+
+    def __init__(self, obs_dim, bins, *, lmbda: float = 0.75, perturbation: float = 0.05,
+                 samples: int = 10, eval_samples: int = 100, **common):
+        super().__init__(obs_dim, bins, **common)
+        self.lmbda, self.perturbation = lmbda, perturbation
+        self.samples, self.eval_samples = samples, eval_samples
+        k, h = self.latent_dim, self.hidden
+        self.vae = LatentVAE(obs_dim, k, h)
+        self.perturb = mlp([obs_dim + k, h, h, k])
+        self.perturb_target = copy.deepcopy(self.perturb).requires_grad_(False)
+        self.critic = _twin_critic(obs_dim, k, h)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.vae_optimiser = torch.optim.Adam(self.vae.parameters(), lr=self.lr)
+        self.actor_optimiser = torch.optim.Adam(self.perturb.parameters(), lr=self.lr)
+        self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
+
+    def _perturbed(self, net: nn.Module, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``xi(s, e)``: a bounded nudge of a decoded action, kept inside the box."""
+        nudge = self.perturbation * self._half * torch.tanh(net(torch.cat([obs, latent], -1)))
+        return torch.maximum(torch.minimum(latent + nudge, self.high), self.low)
+
+    def _candidates(self, net, obs, n, generator):
+        """``n`` perturbed VAE samples per state: ``(B * n, D)`` states and ``(B * n, k)``."""
+        rep = obs.repeat_interleave(n, 0)
+        decoded = self.vae.decode(rep, self._centre, self._half, generator=generator)
+        return rep, self._perturbed(net, rep, decoded)
+
+    def _update_vae(self, obs, latent, generator) -> Stats:
+        with self._autocast():
+            recon, mean, std = self.vae(obs, latent, self._centre, self._half, generator)
+            kl = -0.5 * (1 + (std.pow(2)).log() - mean.pow(2) - std.pow(2)).mean()
+            loss = (recon.float() - latent).pow(2).mean() + 0.5 * kl
+        self._step(self.vae_optimiser, loss)
+        return {"vae_loss": loss.detach()}
+
+    def _update_q(self, batch: Batch, latent, generator) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                rep, cand = self._candidates(self.perturb_target, batch.next_observations,
+                                             self.samples, generator)
+                q = _q(self.critic_target, rep, cand)
+                soft_min = self.lmbda * q.amin(0) + (1 - self.lmbda) * q.amax(0)
+                v_next = soft_min.view(-1, self.samples).amax(-1)
+                target = batch.rewards + self.discount * batch.not_done * v_next
+            q = _q(self.critic, batch.observations, latent)
+            loss = td_loss(q, target)
+        self._step(self.critic_optimiser, loss)
+        return {"q_loss": loss.detach(), "q_mean": q.detach().mean()}
+
+    def _update_policy(self, obs, generator) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                decoded = self.vae.decode(obs, self._centre, self._half, generator=generator)
+            loss = -_q(self.critic, obs, self._perturbed(self.perturb, obs, decoded))[0].mean()
+        self._step(self.actor_optimiser, loss)
+        return {"actor_loss": loss.detach()}
+
+    def update(self, batch, generator=None) -> Stats:
+        latent = self.latent(batch.observations, batch.actions)
+        stats = self._update_vae(batch.observations, latent, generator)
+        stats |= self._update_q(batch, latent, generator)
+        stats |= self._update_policy(batch.observations, generator)
+        soft_update(self.critic_target, self.critic, self.tau)
+        soft_update(self.perturb_target, self.perturb, self.tau)
+        return stats
+
+    @torch.no_grad()
+    def latent_action(self, obs, generator=None) -> torch.Tensor:
+        rep, cand = self._candidates(self.perturb, obs, self.eval_samples, generator)
+        best = _q(self.critic, rep, cand)[0].view(-1, self.eval_samples).argmax(-1)
+        return cand.view(obs.shape[0], self.eval_samples, -1)[torch.arange(obs.shape[0]), best]
+
+
+class MerlionCQL(MerlionLearner):
+    name = "cql"
+
+    def __init__(self, obs_dim, bins, *, alpha: float = 0.5, samples: int = 10, **common):
+        super().__init__(obs_dim, bins, **common)
+        if alpha < 0:
+            raise ValueError(f"CQL alpha must be >= 0, got {alpha}")
+        self.alpha, self.samples = alpha, samples
+        k, h = self.latent_dim, self.hidden
+        self.policy = mlp([obs_dim, h, h, 2 * k])
+        self.critic = _twin_critic(obs_dim, k, h)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_entropy_alpha = nn.Parameter(torch.zeros(()))
+        self.target_entropy = -float(k)
+        self.actor_optimiser = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
+        self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
+        self.entropy_optimiser = torch.optim.Adam([self.log_entropy_alpha], lr=self.lr)
+
+    def _sample(self, obs, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised tanh-Gaussian sample in the box and its log-density, ``(B, k)``
+        and ``(B,)`` (the tanh and the box scaling's Jacobians included)."""
+        mean, log_std = self.policy(obs).float().chunk(2, -1)
+        std = log_std.clamp(-5, 2).exp()
+        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
+        pre = mean + std * noise
+        squashed = torch.tanh(pre)
+        logp = (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
+                - torch.log1p(-squashed.pow(2) + 1e-6) - self._half.log()).sum(-1)
+        return self._centre + self._half * squashed, logp
+
+    def _update_policy(self, obs, generator) -> Stats:
+        with self._autocast():
+            latent, logp = self._sample(obs, generator)
+            ent_alpha = self.log_entropy_alpha.exp().detach()
+            loss = (ent_alpha * logp - _q(self.critic, obs, latent).amin(0)).mean()
+        self._step(self.actor_optimiser, loss)
+        alpha_loss = -(self.log_entropy_alpha * (logp.detach() + self.target_entropy)).mean()
+        self._step(self.entropy_optimiser, alpha_loss)
+        return {"actor_loss": loss.detach(), "entropy_alpha": ent_alpha}
+
+    def _conservative_gap(self, obs, next_obs, q_data, generator) -> torch.Tensor:
+        """``log sum exp`` of Q over uniform, pi(s) and pi(s') proposals (each importance
+        weighted by its density) minus Q on the data, averaged over members and states."""
+        n, B = self.samples, obs.shape[0]
+        rep, rep_next = obs.repeat_interleave(n, 0), next_obs.repeat_interleave(n, 0)
+        with torch.no_grad():
+            uniform = self.low + (self.high - self.low) * torch.rand(
+                (B * n, self.latent_dim), device=obs.device, generator=generator)
+            uniform_logp = -(self.high - self.low).log().sum()
+            current, current_logp = self._sample(rep, generator)
+            following, following_logp = self._sample(rep_next, generator)
+        parts = [(_q(self.critic, rep, uniform) - uniform_logp),
+                 (_q(self.critic, rep, current) - current_logp),
+                 (_q(self.critic, rep, following) - following_logp)]
+        stacked = torch.cat([p.view(2, B, n) for p in parts], -1)
+        return (torch.logsumexp(stacked, -1) - q_data).mean()
+
+    def _update_q(self, batch: Batch, latent, generator) -> Stats:
+        with self._autocast():
+            with torch.no_grad():
+                next_latent, _ = self._sample(batch.next_observations, generator)
+                v_next = _q(self.critic_target, batch.next_observations, next_latent).amin(0)
+                target = batch.rewards + self.discount * batch.not_done * v_next
+            q = _q(self.critic, batch.observations, latent)
+            td = td_loss(q, target)
+            gap = self._conservative_gap(batch.observations, batch.next_observations, q,
+                                         generator)
+            loss = td + self.alpha * gap
+        self._step(self.critic_optimiser, loss)
+        return {"q_loss": td.detach(), "q_mean": q.detach().mean(), "cql_gap": gap.detach()}
+
+    def update(self, batch, generator=None) -> Stats:
+        latent = self.latent(batch.observations, batch.actions)
+        stats = self._update_policy(batch.observations, generator)
+        stats |= self._update_q(batch, latent, generator)
+        soft_update(self.critic_target, self.critic, self.tau)
+        return stats
+
+    @torch.no_grad()
+    def latent_action(self, obs, generator=None) -> torch.Tensor:
+        mean, _ = self.policy(obs).float().chunk(2, -1)
+        return self._centre + self._half * torch.tanh(mean)
+
+
+MERLION_ALGORITHMS = {"bcq": MerlionBCQ, "cql": MerlionCQL}

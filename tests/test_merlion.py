@@ -1,0 +1,243 @@
+"""MERLION (pseudometric action representations) and the joint-action baselines: the joint
+action set, the pseudometric's parts, the encoder against the maze's true dynamics, the lookup,
+each method learning a real maze dataset, resume, refusals, and the report's trend check."""
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spin_data.envs.maze import BatchedMaze, maze_config
+from spin_train.algos import MerlionBCQ
+from spin_train.cli import main as spin_train_main
+from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise
+from spin_train.models.joint import JointActionSpace, check_enumerable
+from spin_train.models.merlion import PseudometricRepresentation, w2_diagonal_gaussians
+from spin_train.policy import PolicyConfig, train_policy
+from spin_train.policy.trainer import default_reward_scale
+from spin_train.runs import load_checkpoint, read_metrics
+
+
+# ------------------------------------------------------------------------------ joint actions
+def test_joint_indices_count_in_mixed_radix_and_round_trip():
+    space = JointActionSpace((2, 3, 2))
+    every = torch.tensor(list(itertools.product(range(2), range(3), range(2))))
+    assert space.size == 12
+    assert torch.equal(space.table, every)  # itertools.product order = index order
+    assert torch.equal(space.encode(every), torch.arange(12))
+    assert torch.equal(space.decode(torch.arange(12)), every)
+    features = space.features(every)
+    assert features.shape == (12, 7) and torch.equal(features.sum(-1), torch.full((12,), 3.0))
+    assert torch.equal(features[5], torch.tensor([1., 0., 0., 0., 1., 0., 1.]))  # (0, 2, 1)
+
+
+def test_too_many_joint_actions_are_refused_naming_the_size():
+    assert check_enumerable((2,) * 12) == 4096
+    with pytest.raises(ValueError, match=r"humanoid has 3\^21 = 10,460,353,203 joint actions; "
+                                         r"the joint-action methods .* at most 65,536"):
+        check_enumerable((3,) * 21, "humanoid")
+
+
+# ------------------------------------------------------------------------------ the pseudometric
+def test_w2_of_diagonal_gaussians_matches_the_one_dimensional_quantile_coupling():
+    """In 1-D, W2 is the L2 distance between quantile functions; per dimension of a diagonal
+    Gaussian that is sqrt((mu_a - mu_b)^2 + (sigma_a - sigma_b)^2): checked on quantiles."""
+    from statistics import NormalDist
+
+    mean_a, std_a = torch.tensor([0.3, -1.0]), torch.tensor([0.5, 2.0])
+    mean_b, std_b = torch.tensor([1.1, 0.5]), torch.tensor([1.5, 0.25])
+    u = (np.arange(20_000) + 0.5) / 20_000
+
+    def quantiles(mean, std):
+        return np.array([NormalDist(float(mean), float(std)).inv_cdf(p) for p in u])
+
+    squared = sum(np.mean((quantiles(mean_a[i], std_a[i]) - quantiles(mean_b[i], std_b[i]))
+                          ** 2) for i in range(2))
+    w2 = w2_diagonal_gaussians(mean_a, std_a, mean_b, std_b)
+    assert float(w2) == pytest.approx(np.sqrt(squared), rel=1e-3)
+
+
+def test_lookup_returns_the_true_nearest_action_by_brute_force():
+    torch.manual_seed(0)
+    rep = PseudometricRepresentation(obs_dim=3, bins=(2, 3, 2, 2), latent_dim=3, hidden=32)
+    obs, latent = torch.randn(70, 3), torch.randn(70, 3)
+    found = rep.nearest(obs, latent, chunk=16)  # chunks of 16 cover 70 states
+    with torch.no_grad():
+        brute = [[float((rep.encode(obs[b:b + 1], a[None]) - latent[b]).abs().sum())
+                  for a in rep.space.table] for b in range(70)]
+    assert found.tolist() == [int(np.argmin(row)) for row in brute]
+
+
+def _maze_batches(store):
+    cached = materialise(str(store))
+    bins = tuple(int(b) for b in cached.bin_grid.counts)
+    normaliser = ObservationNormaliser.from_cached(cached)
+    norm = normaliser.on(torch.device("cpu"))
+    scale = default_reward_scale(cached)
+    buffer = TransitionBuffer(cached, device=torch.device("cpu"), seed=0)
+
+    def sample(n):
+        batch = buffer.sample(n)
+        raw = batch.observations.clone()
+        batch.observations = norm(batch.observations)
+        batch.next_observations = norm(batch.next_observations)
+        batch.rewards = batch.rewards * scale
+        return batch, raw
+
+    return bins, sample, norm, scale
+
+
+def test_encoder_distances_track_the_pseudometric_of_the_real_maze(maze_medium_expert):
+    """Algorithm 2 on a real maze-5 store, then, at dataset states and random action pairs,
+    the l1 distance of the representations against (a) the target the models estimate and (b)
+    the pseudometric computed from the maze itself: each action stepped from the state without
+    action noise (so W2 of the two next-state Diracs is their Euclidean distance)."""
+    store, _ = maze_medium_expert
+    bins, sample, norm, scale = _maze_batches(store)
+    torch.manual_seed(0)
+    learner = MerlionBCQ(2, bins, critic_hidden=64)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(1500):
+        learner.update_representation(sample(128)[0], generator)
+    rep = learner.representation
+
+    batch, raw = sample(512)
+    j = rep.space.sample(512, generator)
+    with torch.no_grad():
+        e_i, e_j = rep.encode(batch.observations, batch.actions), rep.encode(
+            batch.observations, rep.space.table[j])
+        l1 = (e_i - e_j).abs().sum(-1).numpy()
+        estimated = rep.target_distance(batch.observations, batch.rewards, e_i, e_j, j).numpy()
+        ood = rep.penalty * (torch.exp(rep.behaviour_log_probs(batch.observations).gather(
+            1, j[:, None])[:, 0] - rep.behaviour_log_probs(batch.observations).amax(-1))
+            <= rep.ood_threshold).float().numpy()
+
+    maze = BatchedMaze(dataclasses.replace(maze_config(5), noise_prob=0.0), 512, autoreset=False)
+    outcomes = []
+    for actions in (batch.actions.numpy(), rep.space.table[j].numpy()):
+        maze.reset(seed=0)
+        for b in range(512):
+            maze.start_episode(b, np.random.default_rng(b), position=tuple(raw[b, :2].tolist()))
+        next_obs, reward, *_ = maze.step(actions)
+        outcomes.append((norm(torch.as_tensor(next_obs)).numpy(), reward * scale))
+    (next_i, r_i), (next_j, r_j) = outcomes
+    true = np.abs(r_i - r_j) + rep.discount * np.linalg.norm(next_i - next_j, axis=1) + ood
+
+    assert np.corrcoef(l1, estimated)[0, 1] > 0.8
+    assert np.corrcoef(l1, true)[0, 1] > 0.7
+    assert np.corrcoef(estimated, true)[0, 1] > 0.7
+
+
+# ------------------------------------------------------------------------------ training
+def _cfg(store, tmp_path, name, **kw):
+    base = dict(dataset=str(store), out=str(tmp_path / name), cache_dir=str(tmp_path / "cache"),
+                device="cpu", progress=False, batch_size=128, critic_hidden=64, seed=0,
+                merlion_steps=1000)
+    return PolicyConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("algo", ["bcq", "cql", "bc"])
+def test_each_joint_baseline_learns_the_maze_above_random(maze_deterministic, tmp_path, algo):
+    """A short CPU run of each baseline on whole joint actions (real maze-5 medium-expert data,
+    behaviour policies acting with their mode): the uniform-random policy scores normalised 0
+    (every episode -7.5). Greedy Q-policies on the maze either reach the goal or stick at a
+    wall, so the bar is the mean of the last two evaluations. On the sampled-action store the
+    Q-learners swing between the two for thousands of steps (said in the README)."""
+    store, _ = maze_deterministic
+    result = train_policy(_cfg(store, tmp_path, algo, actor="joint", algo=algo, steps=2000,
+                               eval_every=500, eval_episodes=10))
+    rows = read_metrics(result.run_dir)
+    assert [r["step"] for r in rows] == [0, 500, 1000, 1500, 2000]
+    assert rows[0]["eval_normalised"] < 0.05, rows
+    assert np.mean([r["eval_normalised"] for r in rows[-2:]]) > 0.5, rows
+
+
+@pytest.mark.parametrize("algo", ["bcq", "cql"])
+def test_merlion_runs_both_phases_end_to_end(maze_medium_expert, tmp_path, algo):
+    """Representation phase, then the latent RL phase, evaluated through the lookup: the run
+    records phase 1's time and loss, counts it in the wall-clock, and its latent box spans the
+    dataset's representations. (Whether it learns the maze at this size: see the README.)"""
+    store, _ = maze_medium_expert
+    result = train_policy(_cfg(store, tmp_path, algo, actor="merlion", algo=algo, steps=200,
+                               eval_every=100, eval_episodes=4, merlion_steps=300))
+    rows = read_metrics(result.run_dir)
+    assert [r["step"] for r in rows] == [0, 100, 200]
+    assert rows[0]["representation_s"] > 0 and np.isfinite(rows[0]["representation_loss"])
+    assert rows[0]["wall_clock_s"] == pytest.approx(rows[0]["representation_s"])
+    assert all(np.isfinite(r["q_loss"]) for r in rows[1:])
+    assert all(r["eval_return_mean"] >= -7.5 - 1e-6 for r in rows)  # real maze returns
+    weights = load_checkpoint(result.run_dir / "policy.pt")["algo"]
+    low, high = weights["low"], weights["high"]
+    assert torch.all(high - low > 2e-3)  # a measured box, not the (-1, 1) placeholder
+    assert not torch.equal(low, torch.full_like(low, -1.0))
+
+
+def test_a_merlion_run_resumes_exactly(maze_medium_expert, tmp_path):
+    store, _ = maze_medium_expert
+    kw = dict(actor="merlion", algo="cql", steps=60, eval_every=20, eval_episodes=3,
+              merlion_steps=50)
+    straight = train_policy(_cfg(store, tmp_path, "straight", **kw))
+    train_policy(_cfg(store, tmp_path, "resumed", **(kw | {"steps": 20})))
+    resumed = train_policy(_cfg(store, tmp_path, "resumed", **kw))
+    a = load_checkpoint(straight.run_dir / "policy.pt")["algo"]
+    b = load_checkpoint(resumed.run_dir / "policy.pt")["algo"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "actor" not in load_checkpoint(resumed.run_dir / "policy.pt")
+    ra, rb = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
+    assert [r["eval_return_mean"] for r in ra] == [r["eval_return_mean"] for r in rb]
+    assert not resumed.run_dir.joinpath("checkpoints", "last.pt").stat().st_size == 0
+
+
+# ------------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("args, message", [
+    (["--actor", "joint", "--algo", "iql"], "the joint actor trains with --algo bcq, cql, bc, "
+                                            "not 'iql'"),
+    (["--actor", "merlion", "--algo", "bc"], "the merlion actor trains with --algo bcq, cql, "
+                                             "not 'bc'"),
+    (["--actor", "factored", "--algo", "cql"], "the factored actor trains with --algo iql, "
+                                               "awac, bcq, not 'cql'"),
+    (["--actor", "merlion", "--algo", "cql", "--merlion-threshold", "1.5"],
+     "merlion_threshold must be in [0, 1]"),
+])
+def test_joint_policy_usage_errors(args, message):
+    res = CliRunner().invoke(spin_train_main, ["policy", "--dataset", "x", *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_a_task_too_large_to_enumerate_is_refused_before_anything_is_written(tmp_path):
+    from spin_data.generate import generate
+    from spin_data.recipe import Recipe
+
+    generate(Recipe(env="maze-17", quality="random", size=200, seed=0, episodes_per_task=4),
+             str(tmp_path / "maze17"), workers=1, progress=False)
+    res = CliRunner().invoke(spin_train_main, [
+        "policy", "--dataset", str(tmp_path / "maze17"), "--actor", "joint", "--algo", "bc",
+        "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "2^17 = 131,072 joint actions" in res.output
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------ report
+def test_the_report_checks_the_merlion_papers_trends():
+    from pipelines.paper import compare_with_paper, method_label
+
+    assert [method_label(*m) for m in [("merlion", "bcq"), ("joint", "cql"), ("joint", "bc")]] \
+        == ["MERLION-BCQ", "Discrete CQL", "BC"]
+
+    def group(actor, algo, mean, std):
+        return {"dataset_id": "maze-12-2bins-medium", "actor": actor, "algo": algo,
+                "final_return_mean": mean, "final_return_std": std}
+
+    groups = [group("merlion", "bcq", 80.0, 5.0), group("joint", "bcq", 60.0, 5.0),
+              group("merlion", "cql", 50.0, 10.0), group("joint", "cql", 45.0, 10.0),
+              group("joint", "bc", 55.0, 1.0)]
+    lines = compare_with_paper("merlion_fig2", groups).splitlines()
+    verdicts = {line.split("  ")[1].strip(): line.split()[-1] for line in lines
+                if line.startswith("maze-12")}
+    assert verdicts == {"MERLION-BCQ > Discrete BCQ": "clearly",
+                        "MERLION-CQL > Discrete CQL": "holds",
+                        "MERLION-BCQ > BC": "clearly", "MERLION-CQL > BC": "reversed"}
