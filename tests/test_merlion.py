@@ -188,7 +188,12 @@ def test_a_merlion_run_resumes_exactly(maze_medium_expert, tmp_path):
     assert "actor" not in load_checkpoint(resumed.run_dir / "policy.pt")
     ra, rb = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
     assert [r["eval_return_mean"] for r in ra] == [r["eval_return_mean"] for r in rb]
-    assert not resumed.run_dir.joinpath("checkpoints", "last.pt").stat().st_size == 0
+    res = CliRunner().invoke(spin_train_main, ["compare", str(straight.run_dir),
+                                               str(resumed.run_dir), "--plot",
+                                               str(tmp_path / "cmp.png")])
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if " merlion " in f" {line} ")
+    assert " cql " in f" {row} " and f"{ra[-1]['eval_return_mean']:.2f}" in row
 
 
 # ------------------------------------------------------------------------------ refusals
