@@ -15,7 +15,8 @@ from spin_train.algos import MerlionBCQ
 from spin_train.cli import main as spin_train_main
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise
 from spin_train.models.joint import JointActionSpace, check_enumerable
-from spin_train.models.merlion import PseudometricRepresentation, w2_diagonal_gaussians
+from spin_train.models.merlion import (PseudometricRepresentation, out_of_distribution,
+                                       w2_diagonal_gaussians)
 from spin_train.policy import PolicyConfig, train_policy
 from spin_train.policy.trainer import default_reward_scale
 from spin_train.runs import load_checkpoint, read_metrics
@@ -111,9 +112,8 @@ def test_encoder_distances_track_the_pseudometric_of_the_real_maze(maze_medium_e
             batch.observations, rep.space.table[j])
         l1 = (e_i - e_j).abs().sum(-1).numpy()
         estimated = rep.target_distance(batch.observations, batch.rewards, e_i, e_j, j).numpy()
-        ood = rep.penalty * (torch.exp(rep.behaviour_log_probs(batch.observations).gather(
-            1, j[:, None])[:, 0] - rep.behaviour_log_probs(batch.observations).amax(-1))
-            <= rep.ood_threshold).float().numpy()
+        ood = rep.penalty * out_of_distribution(rep.behaviour_log_probs(batch.observations), j,
+                                                rep.ood_threshold).numpy()
 
     maze = BatchedMaze(dataclasses.replace(maze_config(5), noise_prob=0.0), 512, autoreset=False)
     outcomes = []

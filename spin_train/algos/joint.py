@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from spin_train.algos.base import Learner, Stats, td_loss
 from spin_train.data import Batch
 from spin_train.models.critics import soft_update
+from spin_train.models.actors import ratio_constrained_argmax
 from spin_train.models.joint import JointActionSpace, JointHead
 
 
@@ -44,9 +45,6 @@ class JointLearner(Learner):
     def _head(self) -> JointHead:
         return JointHead(self.obs_dim, self.space.size, self.hidden)
 
-    def _greedy(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(B, |A|)`` scores -> ``(B, N)`` bin indices of the best joint action."""
-        return self.space.table[scores.argmax(-1)]
 
 
 class JointQLearner(JointLearner):
@@ -58,14 +56,14 @@ class JointQLearner(JointLearner):
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=self.lr)
 
-    def _scores(self, obs: torch.Tensor) -> torch.Tensor:
-        """What acting maximises, ``(B, |A|)`` (the Q-values, unless restricted)."""
-        return self.q(obs).float()
+    def _best(self, obs: torch.Tensor) -> torch.Tensor:
+        """The joint index acting picks, ``(B,)``: the argmax of Q, unless restricted."""
+        return self.q(obs).float().argmax(-1)
 
     @torch.no_grad()
     def eval_actions(self, obs, generator=None) -> torch.Tensor:
         """Greedy in the (restricted) Q-values."""
-        return self._greedy(self._scores(obs))
+        return self.space.table[self._best(obs)]
 
 
 class DiscreteBCQ(JointQLearner):
@@ -79,17 +77,15 @@ class DiscreteBCQ(JointQLearner):
         self.g = self._head()
         self.g_optimiser = torch.optim.Adam(self.g.parameters(), lr=self.lr)
 
-    def _scores(self, obs):
-        """Q-values with actions outside ``A_tau(s)`` at -inf (the ratio test in log space)."""
-        logp = torch.log_softmax(self.g(obs).float(), -1)
-        allowed = logp >= logp.amax(-1, keepdim=True) + torch.log(
-            torch.tensor(max(self.threshold, 1e-30), device=obs.device))
-        return self.q(obs).float().masked_fill(~allowed, float("-inf"))
+    def _best(self, obs):
+        """The best Q-value in ``A_tau(s)`` (the factored actors' ratio test, over joint
+        actions)."""
+        return ratio_constrained_argmax(self.g(obs), self.q(obs), self.threshold)
 
     def _update_q(self, batch: Batch, index: torch.Tensor) -> Stats:
         with self._autocast():
             with torch.no_grad():
-                best = self._scores(batch.next_observations).argmax(-1, keepdim=True)
+                best = self._best(batch.next_observations)[:, None]
                 q_next = self.q_target(batch.next_observations).float().gather(1, best)[:, 0]
                 target = batch.rewards + self.discount * batch.not_done * q_next
             q = self.q(batch.observations).float().gather(1, index[:, None])[:, 0]
@@ -154,7 +150,7 @@ class JointBC(JointLearner):
     @torch.no_grad()
     def eval_actions(self, obs, generator=None) -> torch.Tensor:
         """The most likely joint action."""
-        return self._greedy(self.policy(obs).float())
+        return self.space.table[self.policy(obs).float().argmax(-1)]
 
 
 JOINT_ALGORITHMS = {"bcq": DiscreteBCQ, "cql": DiscreteCQL, "bc": JointBC}

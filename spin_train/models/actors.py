@@ -44,8 +44,10 @@ def _sample_bins(logits: torch.Tensor, generator: torch.Generator | None) -> tor
     return (logits.float() + gumbel).argmax(-1)
 
 
-def _constrained(logits: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Best score among bins whose probability ratio to the mode reaches ``threshold``."""
+def ratio_constrained_argmax(logits: torch.Tensor, scores: torch.Tensor,
+                             threshold: float) -> torch.Tensor:
+    """Best score among choices (last dimension) whose probability ratio to the mode reaches
+    ``threshold``: discrete BCQ's action selection, per dimension or over joint actions."""
     probs = torch.softmax(logits.float(), -1)
     allowed = probs >= threshold * probs.amax(-1, keepdim=True)
     return scores.float().masked_fill(~allowed, float("-inf")).argmax(-1)
@@ -73,7 +75,7 @@ class Actor(nn.Module):
 
     def constrained_argmax(self, obs: torch.Tensor, scores: torch.Tensor,
                            threshold: float) -> torch.Tensor:
-        return _constrained(self.logits(obs), scores, threshold)
+        return ratio_constrained_argmax(self.logits(obs), scores, threshold)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -225,7 +227,7 @@ class AutoregressiveActor(Actor):
         return torch.softmax(logits.float(), -1)
 
     def constrained_argmax(self, obs, scores, threshold):
-        return self._decode(obs, lambda i, lg: _constrained(lg, scores[:, i], threshold))[0]
+        return self._decode(obs, lambda i, lg: ratio_constrained_argmax(lg, scores[:, i], threshold))[0]
 
 
 def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
