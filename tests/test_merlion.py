@@ -4,6 +4,7 @@ each method learning a real maze dataset, resume, refusals, and the report's tre
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -59,6 +60,29 @@ def test_w2_of_diagonal_gaussians_matches_the_one_dimensional_quantile_coupling(
                           ** 2) for i in range(2))
     w2 = w2_diagonal_gaussians(mean_a, std_a, mean_b, std_b)
     assert float(w2) == pytest.approx(np.sqrt(squared), rel=1e-3)
+
+
+def test_the_bcq_prior_clip_bounds_the_spread_of_decoded_latent_actions():
+    """``--merlion-prior-clip`` reaches the VAE: at one state, decodes from a wider clip of the
+    prior spread further (the authors' 0.5 keeps them near the behaviour's mean); 0 decodes
+    one point."""
+    torch.manual_seed(0)
+    learner = MerlionBCQ(2, (2, 2, 2), critic_hidden=32)
+    obs = torch.zeros(4000, 2)
+
+    def spread(clip):
+        learner.vae.prior_clip = clip
+        decoded = learner.vae.decode(obs, learner._centre, learner._half,
+                                     generator=torch.Generator().manual_seed(1))
+        return float(decoded.std(0).sum())
+
+    assert spread(0.0) < 1e-6 < spread(0.5) < spread(3.0)
+    cfg = dict(dataset="x", actor="merlion", merlion_prior_clip=2.0)
+    assert PolicyConfig(**cfg, algo="bcq").algo_kwargs()["prior_clip"] == 2.0
+    assert "prior_clip" not in PolicyConfig(**cfg, algo="cql").algo_kwargs()
+    assert MerlionBCQ(2, (2, 2), prior_clip=2.0).vae.prior_clip == 2.0
+    with pytest.raises(ValueError, match="merlion_prior_clip must be >= 0"):
+        PolicyConfig(**(cfg | {"merlion_prior_clip": -1.0}), algo="bcq")
 
 
 def test_lookup_returns_the_true_nearest_action_by_brute_force():
@@ -131,6 +155,29 @@ def test_encoder_distances_track_the_pseudometric_of_the_real_maze(maze_medium_e
     assert np.corrcoef(estimated, true)[0, 1] > 0.7
 
 
+def test_the_diagnosis_shows_the_lookup_crowding_that_the_penalty_removes(maze_deterministic,
+                                                                          tmp_path):
+    """``pipelines/merlion_diagnosis.py`` on real maze-5 data whose actions are a function of
+    the state: with the paper's p = 0.01 (in the trainer's normalised units) other actions'
+    representations sit closer to a dataset action's than the VAE's decode does, so BCQ's
+    decode through the lookup g acts with a neighbour; at p = 0.3 (the paper's searched range)
+    the gap exceeds the error and the same decode acts like the data."""
+    from pipelines.merlion_diagnosis import main as diagnose
+
+    store, _ = maze_deterministic
+    found = {p: diagnose([str(store), "--penalty", str(p), "--episodes", "10",
+                          "--out", str(tmp_path / f"p{p}.json"),
+                          "--cache-dir", str(tmp_path / "cache")]) for p in (0.01, 0.3)}
+    tight, wide = found[0.01], found[0.3]
+    assert json.loads((tmp_path / "p0.3.json").read_text())["returns"] == wide["returns"]
+    assert tight["nearest_other_action_l1_median"] < tight["vae_error_l1_median"]
+    assert wide["nearest_other_action_l1_median"] > 2 * wide["vae_error_l1_median"]
+    mode = wide["returns"]["mode of G (no lookup)"]["mean"]
+    assert mode > 50  # the data's actions, imitated without a lookup, reach the goal
+    decoded = {p: found[p]["returns"]["g(VAE decode)"]["mean"] for p in found}
+    assert decoded[0.3] > decoded[0.01] + 20, decoded
+
+
 # ------------------------------------------------------------------------------ training
 def _cfg(store, tmp_path, name, **kw):
     base = dict(dataset=str(store), out=str(tmp_path / name), cache_dir=str(tmp_path / "cache"),
@@ -155,24 +202,46 @@ def test_each_joint_baseline_learns_the_maze_above_random(maze_deterministic, tm
     assert np.mean([r["eval_normalised"] for r in rows[-2:]]) > 0.5, rows
 
 
-@pytest.mark.parametrize("algo", ["bcq", "cql"])
-def test_merlion_runs_both_phases_end_to_end(maze_medium_expert, tmp_path, algo):
-    """Representation phase, then the latent RL phase, evaluated through the lookup: the run
-    records phase 1's time and loss, counts it in the wall-clock, and its latent box spans the
-    dataset's representations. (Whether it learns the maze at this size: see the README.)"""
-    store, _ = maze_medium_expert
-    result = train_policy(_cfg(store, tmp_path, algo, actor="merlion", algo=algo, steps=200,
-                               eval_every=100, eval_episodes=4, merlion_steps=300))
-    rows = read_metrics(result.run_dir)
-    assert [r["step"] for r in rows] == [0, 100, 200]
+def _check_both_phases(run_dir) -> list[dict]:
+    """A MERLION run's rows, after checking that it records phase 1's time and loss, counts it
+    in the wall-clock and measured its latent box."""
+    rows = read_metrics(run_dir)
     assert rows[0]["representation_s"] > 0 and np.isfinite(rows[0]["representation_loss"])
     assert rows[0]["wall_clock_s"] == pytest.approx(rows[0]["representation_s"])
     assert all(np.isfinite(r["q_loss"]) for r in rows[1:])
     assert all(r["eval_return_mean"] >= -7.5 - 1e-6 for r in rows)  # real maze returns
-    weights = load_checkpoint(result.run_dir / "policy.pt")["algo"]
+    weights = load_checkpoint(run_dir / "policy.pt")["algo"]
     low, high = weights["low"], weights["high"]
     assert torch.all(high - low > 2e-3)  # a measured box, not the (-1, 1) placeholder
     assert not torch.equal(low, torch.full_like(low, -1.0))
+    return rows
+
+
+def test_merlion_bcq_learns_the_maze_above_random(maze_medium_expert, tmp_path):
+    """Both phases on real maze-5 medium-expert data (sampled actions), evaluated through the
+    lookup: the policy reaches the goal in most episodes at some evaluation, which the
+    uniform-random policy never does (-7.5 every episode). Like every greedy Q-policy here it
+    swings between the goal and a wall from one evaluation to the next (README), so the bar is
+    the best evaluation and the mean of those from 1,500 steps on; seeds 0, 1 and 2 all clear
+    it (measured: means 0.38, 0.34, 0.37), while at p = 0.01 two of three stay at -7.5."""
+    store, _ = maze_medium_expert
+    result = train_policy(_cfg(store, tmp_path, "bcq", actor="merlion", algo="bcq",
+                               steps=5000, eval_every=500, eval_episodes=10,
+                               merlion_steps=2000, critic_hidden=256))
+    rows = _check_both_phases(result.run_dir)
+    assert [r["step"] for r in rows] == list(range(0, 5001, 500))
+    assert rows[0]["eval_normalised"] < 0.05, rows
+    later = [r["eval_normalised"] for r in rows if r["step"] >= 1500]
+    assert max(later) > 0.5 and np.mean(later) > 0.2, later
+
+
+def test_merlion_cql_runs_both_phases(maze_medium_expert, tmp_path):
+    """MERLION-CQL end to end (whether it learns the maze: see the README, it mostly does not
+    at this size)."""
+    store, _ = maze_medium_expert
+    result = train_policy(_cfg(store, tmp_path, "cql", actor="merlion", algo="cql", steps=200,
+                               eval_every=100, eval_episodes=4, merlion_steps=300))
+    assert [r["step"] for r in _check_both_phases(result.run_dir)] == [0, 100, 200]
 
 
 def test_a_merlion_run_resumes_exactly(maze_medium_expert, tmp_path):

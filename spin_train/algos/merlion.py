@@ -44,7 +44,7 @@ class MerlionLearner(Learner):
     """The representation, its optimiser, the latent box, and acting through ``g``."""
 
     def __init__(self, obs_dim: int, bins: tuple[int, ...], *, latent_dim: int = 2,
-                 penalty: float = 0.01, ood_threshold: float = 0.3,
+                 penalty: float = 0.3, ood_threshold: float = 0.3,
                  representation_lr: float = 1e-3, lr: float = 3e-4, discount: float = 0.99,
                  tau: float = 0.005, critic_hidden: int = 256):
         super().__init__()
@@ -120,18 +120,22 @@ def _q(critic: nn.Module, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tens
 
 class LatentVAE(nn.Module):
     """BCQ's generative model of the dataset's latent actions: ``E(s, e) -> (mu, sigma)``,
-    ``D(s, z) -> e`` squashed into the box. Latent width ``2k`` (the BCQ authors' choice)."""
+    ``D(s, z) -> e`` squashed into the box. Latent width ``2k`` (the BCQ authors' choice).
+    Prior samples are clipped to ``+-prior_clip``: the authors' 0.5 keeps decodes near the
+    behaviour's modes, but where the behaviour is broad (a factored policy over 4,096 maze
+    actions) its latent "mode" is the mean move, which is short; a wider clip hands the critic
+    the spread to choose from."""
 
-    def __init__(self, obs_dim: int, latent_dim: int, hidden: int):
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, prior_clip: float = 0.5):
         super().__init__()
-        self.z_dim = 2 * latent_dim
+        self.z_dim, self.prior_clip = 2 * latent_dim, prior_clip
         self.encoder = mlp([obs_dim + latent_dim, hidden, hidden, 2 * self.z_dim])
         self.decoder = mlp([obs_dim + self.z_dim, hidden, hidden, latent_dim])
 
     def decode(self, obs, centre, half, z=None, generator=None) -> torch.Tensor:
-        if z is None:  # the authors' clipped prior: samples stay near the data's modes
+        if z is None:  # the clipped prior
             z = torch.randn((obs.shape[0], self.z_dim), device=obs.device,
-                            generator=generator).clamp(-0.5, 0.5)
+                            generator=generator).clamp(-self.prior_clip, self.prior_clip)
         return centre + half * torch.tanh(self.decoder(torch.cat([obs, z], -1)))
 
     def forward(self, obs, latent, centre, half, generator=None):
@@ -145,12 +149,13 @@ class MerlionBCQ(MerlionLearner):
     name = "bcq"
 
     def __init__(self, obs_dim, bins, *, lmbda: float = 0.75, perturbation: float = 0.05,
-                 samples: int = 10, eval_samples: int = 100, **common):
+                 samples: int = 10, eval_samples: int = 100, prior_clip: float = 0.5,
+                 **common):
         super().__init__(obs_dim, bins, **common)
         self.lmbda, self.perturbation = lmbda, perturbation
         self.samples, self.eval_samples = samples, eval_samples
         k, h = self.latent_dim, self.hidden
-        self.vae = LatentVAE(obs_dim, k, h)
+        self.vae = LatentVAE(obs_dim, k, h, prior_clip)
         self.perturb = mlp([obs_dim + k, h, h, k])
         self.perturb_target = copy.deepcopy(self.perturb).requires_grad_(False)
         self.critic = _twin_critic(obs_dim, k, h)

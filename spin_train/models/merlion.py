@@ -56,7 +56,7 @@ class PseudometricRepresentation(nn.Module):
     """phi, R^, P^ and G of Algorithm 2 and the pseudometric between actions they estimate."""
 
     def __init__(self, obs_dim: int, bins: tuple[int, ...], latent_dim: int = 2,
-                 hidden: int = 256, discount: float = 0.99, penalty: float = 0.01,
+                 hidden: int = 256, discount: float = 0.99, penalty: float = 0.3,
                  ood_threshold: float = 0.3):
         super().__init__()
         self.space = JointActionSpace(bins)

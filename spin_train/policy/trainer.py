@@ -71,11 +71,16 @@ class PolicyConfig:
         0.3, "discrete BCQ: keep bins (joint: actions) with pi(b)/max_b pi >= threshold")
     cql_alpha: float = option(0.5, "CQL (joint, merlion): weight of the conservative penalty")
     merlion_dim: int = option(2, "merlion: width k of the action representations")
-    merlion_penalty: float = option(0.01, "merlion: distance p added for out-of-data actions")
+    merlion_penalty: float = option(
+        0.3, "merlion: distance p added for out-of-data actions (the paper's maze: 0.01, in "
+             "its units; in spin's normalised ones that let other actions crowd the data's)")
     merlion_threshold: float = option(
         0.3, "merlion: an action is out of data when G(a|s)/max G <= this")
     merlion_steps: int = option(10_000, "merlion: representation steps before the RL phase")
     merlion_batch: int = option(128, "merlion: transitions per representation step")
+    merlion_prior_clip: float = option(
+        0.5, "merlion bcq: the VAE's prior samples are clipped to +-this (the BCQ authors: "
+             "0.5, near the behaviour's mean; wider lets the critic choose among its spread)")
     merlion_lr: float = option(
         1e-3, "merlion: Adam learning rate of the representation (the paper: 1e-2, which "
               "diverged here)")
@@ -115,7 +120,8 @@ class PolicyConfig:
                      "ensemble", "critic_hidden", "merlion_dim", "merlion_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_penalty"):
+        for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_penalty",
+                     "merlion_prior_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("bcq_threshold", "merlion_threshold"):
@@ -140,7 +146,8 @@ class PolicyConfig:
             return common | dict(latent_dim=self.merlion_dim, penalty=self.merlion_penalty,
                                  ood_threshold=self.merlion_threshold,
                                  representation_lr=self.merlion_lr) | (
-                dict(alpha=self.cql_alpha) if self.algo == "cql" else {})
+                dict(alpha=self.cql_alpha) if self.algo == "cql"
+                else dict(prior_clip=self.merlion_prior_clip))
         if self.actor == "joint":
             return common | {"bcq": dict(threshold=self.bcq_threshold),
                              "cql": dict(alpha=self.cql_alpha), "bc": {}}[self.algo]

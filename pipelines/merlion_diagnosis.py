@@ -1,0 +1,149 @@
+"""Where MERLION loses the return on a maze store: the representation, or the way back to actions.
+
+    python pipelines/merlion_diagnosis.py STORE [--steps 2000] [--vae-steps 4000]
+        [--penalty 0.01] [--episodes 20] [--seed 0] [--out FILE.json] [--cache-dir DIR]
+
+Trains MERLION's representation (phase 1, as ``spin-train policy --actor merlion`` does: the
+trainer's observation normaliser and reward scale) and latent BCQ's VAE, then measures
+
+- how well phi encodes what an action does in the maze: the median over states of the R^2 of a
+  linear fit of each joint action's true motion (its actuators' vector sum, norm <= 1) from
+  ``phi(a; s)``, and the correlation of l1 latent distances with motion distances;
+- crowding: the median l1 distance from a dataset action's latent to the nearest *other*
+  action's latent, beside the VAE's median reconstruction error (when the error is larger, the
+  lookup g returns a neighbour, not the decoded action);
+- returns in the real maze of four policies that differ only in how they pick a latent (or an
+  action), all but the first acted through g: the behaviour model's mode (argmax G, no
+  lookup), a sample of G, the behaviour's latent mean ``E_G[phi(a; s)]``, and BCQ's VAE decode
+  (its clipped prior, no critic). Without a critic, the last two are the best a behaviour-
+  regularised latent policy starts from.
+
+Prints a table and writes JSON (``--out``). No timings: run it anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spin_data.envs.maze import actuator_motions
+from spin_train.algos.merlion import MerlionBCQ
+from spin_train.data.buffer import ObservationNormaliser, TransitionBuffer
+from spin_train.data.cache import materialise
+from spin_train.policy.evaluate import evaluate
+from spin_train.policy.trainer import default_reward_scale, env_from_metadata
+
+
+def motion_fit(latents: torch.Tensor, motion: torch.Tensor) -> float:
+    """R^2 of the least-squares affine map ``latent (A, k) -> motion (A, 2)`` at one state."""
+    design = torch.cat([latents, torch.ones(latents.shape[0], 1)], -1).double()
+    target = motion.double()
+    fit = design @ torch.linalg.lstsq(design, target).solution
+    return float(1 - (fit - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("store")
+    parser.add_argument("--steps", type=int, default=2000, help="representation steps")
+    parser.add_argument("--vae-steps", type=int, default=4000, help="VAE steps (frozen phi)")
+    parser.add_argument("--penalty", type=float, default=0.01, help="MERLION's p")
+    parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="JSON file to write")
+    parser.add_argument("--cache-dir", default=None, help="dataset cache (default: spin's)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed + 1)
+
+    cached = materialise(args.store, cache_dir=args.cache_dir)
+    env_name, env_kwargs = env_from_metadata(cached.metadata)
+    if not (env_name.startswith("maze") or env_name == "merlion"):
+        parser.error(f"needs a maze store (maze-N or merlion), got env {env_name!r}")
+    bins = tuple(int(b) for b in cached.bin_grid.counts)
+    norm = ObservationNormaliser.from_cached(cached)
+    scale = default_reward_scale(cached)
+    buffer = TransitionBuffer(cached, device=torch.device("cpu"), seed=args.seed)
+
+    def batch(n: int):
+        b = buffer.sample(n)
+        b.observations, b.next_observations = norm(b.observations), norm(b.next_observations)
+        b.rewards = b.rewards * scale
+        return b
+
+    algo = MerlionBCQ(cached.obs_dim, bins, penalty=args.penalty)
+    for _ in range(args.steps):
+        algo.update_representation(batch(128), generator)
+    box = batch(20_000)
+    algo.freeze_representation(box.observations, box.actions)
+    for _ in range(args.vae_steps):
+        b = batch(128)
+        algo._update_vae(b.observations, algo.latent(b.observations, b.actions), generator)
+    algo.eval()
+    rep, table = algo.representation, algo.representation.space.table
+
+    vectors, peak = actuator_motions(len(bins))
+    motion = torch.as_tensor(table.numpy() @ vectors / peak, dtype=torch.float32)  # (A, 2)
+    probe = batch(256)
+    with torch.no_grad():
+        every = rep.encode_all(probe.observations)  # (B, A, k)
+        r2 = [motion_fit(every[i], motion) for i in range(32)]
+        pairs = torch.randint(0, table.shape[0], (2, 256, 64), generator=generator)
+        rows = torch.arange(256)[:, None]
+        l1 = (every[rows, pairs[0]] - every[rows, pairs[1]]).abs().sum(-1).flatten()
+        moved = (motion[pairs[0]] - motion[pairs[1]]).norm(dim=-1).flatten()
+        own = rep.space.encode(probe.actions)
+        latent = every[torch.arange(256), own]
+        gaps = (every - latent[:, None]).abs().sum(-1)
+        gaps[torch.arange(256), own] = float("inf")
+        decoded = algo.vae.decode(probe.observations, algo._centre, algo._half,
+                                  generator=generator)
+    found = {
+        "env": env_name, "dataset_id": cached.metadata.get("dataset_id"),
+        "joint_actions": int(table.shape[0]), "args": vars(args),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+                   f"torch threads",
+        "motion_r2_median": float(np.median(r2)),
+        "l1_vs_motion_corr": float(np.corrcoef(l1.numpy(), moved.numpy())[0, 1]),
+        "nearest_other_action_l1_median": float(gaps.amin(-1).median()),
+        "vae_error_l1_median": float((decoded - latent).abs().sum(-1).median()),
+    }
+
+    def through(pick):
+        def act(observations: np.ndarray) -> np.ndarray:
+            obs = norm(torch.as_tensor(observations, dtype=torch.float32))
+            with torch.no_grad():
+                return table[pick(obs)].numpy()
+        result = evaluate(act, env_name, env_kwargs, episodes=args.episodes,
+                          seed=1_000_000 + args.seed)
+        return {"mean": float(result.mean), "std": float(result.std)}
+
+    def mean_latent(obs):
+        weights = rep.behaviour_log_probs(obs).exp()[..., None]
+        return rep.nearest(obs, (weights * rep.encode_all(obs)).sum(1))
+
+    found["returns"] = {
+        "mode of G (no lookup)": through(lambda o: rep.behaviour_log_probs(o).argmax(-1)),
+        "sample of G (no lookup)": through(lambda o: torch.multinomial(
+            rep.behaviour_log_probs(o).exp(), 1, generator=generator)[:, 0]),
+        "g(E_G[phi])": through(mean_latent),
+        "g(VAE decode)": through(lambda o: rep.nearest(o, algo.vae.decode(
+            o, algo._centre, algo._half, generator=generator))),
+    }
+    for key, value in found.items():
+        if key not in ("args", "returns"):
+            print(f"{key:34s} {value}")
+    for name, r in found["returns"].items():
+        print(f"return {name:27s} {r['mean']:7.2f} +- {r['std']:6.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
+if __name__ == "__main__":
+    main()
