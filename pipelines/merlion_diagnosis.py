@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         latent = every[torch.arange(256), own]
         gaps = (every - latent[:, None]).abs().sum(-1)
         gaps[torch.arange(256), own] = float("inf")
-        decoded = algo.vae.decode(probe.observations, algo._centre, algo._half,
-                                  generator=generator)
+        decoded = algo.decode(probe.observations, generator)
     found = {
         "env": env_name, "dataset_id": cached.metadata.get("dataset_id"),
         "joint_actions": int(table.shape[0]), "args": vars(args),
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         "sample of G (no lookup)": through(lambda o: torch.multinomial(
             rep.behaviour_log_probs(o).exp(), 1, generator=generator)[:, 0]),
         "g(E_G[phi])": through(mean_latent),
-        "g(VAE decode)": through(lambda o: rep.nearest(o, algo.vae.decode(
-            o, algo._centre, algo._half, generator=generator))),
+        "g(VAE decode)": through(lambda o: rep.nearest(o, algo.decode(o, generator))),
     }
     for key, value in found.items():
         if key not in ("args", "returns"):

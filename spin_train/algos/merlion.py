@@ -169,11 +169,16 @@ class MerlionBCQ(MerlionLearner):
         nudge = self.perturbation * self._half * torch.tanh(net(torch.cat([obs, latent], -1)))
         return torch.maximum(torch.minimum(latent + nudge, self.high), self.low)
 
+    def decode(self, obs: torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """A VAE sample of the dataset's latent actions at each state (the clipped prior),
+        ``(B, k)`` inside the box."""
+        return self.vae.decode(obs, self._centre, self._half, generator=generator)
+
     def _candidates(self, net, obs, n, generator):
         """``n`` perturbed VAE samples per state: ``(B * n, D)`` states and ``(B * n, k)``."""
         rep = obs.repeat_interleave(n, 0)
-        decoded = self.vae.decode(rep, self._centre, self._half, generator=generator)
-        return rep, self._perturbed(net, rep, decoded)
+        return rep, self._perturbed(net, rep, self.decode(rep, generator))
 
     def _update_vae(self, obs, latent, generator) -> Stats:
         with self._autocast():
@@ -200,7 +205,7 @@ class MerlionBCQ(MerlionLearner):
     def _update_policy(self, obs, generator) -> Stats:
         with self._autocast():
             with torch.no_grad():
-                decoded = self.vae.decode(obs, self._centre, self._half, generator=generator)
+                decoded = self.decode(obs, generator)
             loss = -_q(self.critic, obs, self._perturbed(self.perturb, obs, decoded))[0].mean()
         self._step(self.actor_optimiser, loss)
         return {"actor_loss": loss.detach()}
