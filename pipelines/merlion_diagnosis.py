@@ -1,7 +1,7 @@
 """Where MERLION loses the return on a maze store: the representation, or the way back to actions.
 
     python pipelines/merlion_diagnosis.py STORE [--steps 2000] [--vae-steps 4000]
-        [--penalty 0.01] [--episodes 20] [--seed 0] [--out FILE.json] [--cache-dir DIR]
+        [--penalty P] [--episodes 20] [--seed 0] [--out FILE.json] [--cache-dir DIR]
 
 Trains MERLION's representation (phase 1, as ``spin-train policy --actor merlion`` does: the
 trainer's observation normaliser and reward scale) and latent BCQ's VAE, then measures
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("store")
     parser.add_argument("--steps", type=int, default=2000, help="representation steps")
     parser.add_argument("--vae-steps", type=int, default=4000, help="VAE steps (frozen phi)")
-    parser.add_argument("--penalty", type=float, default=0.01, help="MERLION's p")
+    parser.add_argument("--penalty", type=float, default=None,
+                        help="MERLION's p (default: the one a run uses)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON file to write")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
         b.rewards = b.rewards * scale
         return b
 
-    algo = MerlionBCQ(cached.obs_dim, bins, penalty=args.penalty)
+    algo = MerlionBCQ(cached.obs_dim, bins,
+                      **({} if args.penalty is None else {"penalty": args.penalty}))
     for _ in range(args.steps):
         algo.update_representation(batch(128), generator)
     box = batch(20_000)
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         decoded = algo.decode(probe.observations, generator)
     found = {
         "env": env_name, "dataset_id": cached.metadata.get("dataset_id"),
-        "joint_actions": int(table.shape[0]), "args": vars(args),
+        "joint_actions": int(table.shape[0]), "args": vars(args), "penalty": rep.penalty,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                    f"torch threads",
         "motion_r2_median": float(np.median(r2)),
