@@ -244,6 +244,48 @@ def test_merlion_cql_runs_both_phases(maze_medium_expert, tmp_path):
     assert [r["step"] for r in _check_both_phases(result.run_dir)] == [0, 100, 200]
 
 
+@pytest.mark.parametrize("algo", ["cql", "bcq"])
+def test_the_critic_check_replays_the_run_and_maximises_its_critic(maze_medium_expert, tmp_path,
+                                                                    algo):
+    """``pipelines/merlion_critic_check.py`` rebuilds a finished run from its directory: its
+    ``policy`` row is the run's last evaluation, return for return (same weights, environment
+    seeds and sampling seed), and its critic argmaxes are the best actions by the twin
+    critics' minimum, over all joint actions or over those G keeps."""
+    from pipelines.merlion_critic_check import critic_argmax, load_run
+    from pipelines.merlion_critic_check import main as check
+    from spin_train.algos.merlion import _q
+
+    store, _ = maze_medium_expert
+    result = train_policy(_cfg(store, tmp_path, algo, actor="merlion", algo=algo, steps=100,
+                               eval_every=100, eval_episodes=4, merlion_steps=100))
+    found = check([str(result.run_dir), "--out", str(tmp_path / "check.json")])
+    last = read_metrics(result.run_dir)[-1]
+    assert found["step"] == 100 and found["episodes"] == 4
+    assert found["returns"]["policy"]["mean"] == pytest.approx(last["eval_return_mean"])
+    assert found["returns"]["policy"]["std"] == pytest.approx(last["eval_return_std"])
+    assert json.loads((tmp_path / "check.json").read_text())["returns"] == found["returns"]
+    assert all(r["mean"] >= -7.5 - 1e-6 for r in found["returns"].values())
+
+    _, _, learner, norm = load_run(result.run_dir)
+    cached = materialise(store, cache_dir=str(tmp_path / "cache"))
+    obs = norm(TransitionBuffer(cached, device=torch.device("cpu"), seed=3).sample(64)
+               .observations)
+    rep = learner.representation
+    with torch.no_grad():
+        every = rep.encode_all(obs).float()
+        q = torch.stack([_q(learner.critic, obs, every[:, a]).amin(0)
+                         for a in range(every.shape[1])], 1)  # (64, 32), one action at a time
+        ratio = (rep.behaviour_log_probs(obs)
+                 - rep.behaviour_log_probs(obs).amax(-1, keepdim=True)).exp()
+    rows = torch.arange(64)
+    best, kept = critic_argmax(learner, obs), critic_argmax(learner, obs, in_data=True)
+    assert torch.allclose(q[rows, best], q.amax(-1))
+    assert torch.all(ratio[rows, kept] > rep.ood_threshold)
+    assert torch.allclose(q[rows, kept], q.masked_fill(ratio <= rep.ood_threshold,
+                                                       -torch.inf).amax(-1))
+    assert torch.all(q[rows, kept] <= q[rows, best])
+
+
 def test_a_merlion_run_resumes_exactly(maze_medium_expert, tmp_path):
     store, _ = maze_medium_expert
     kw = dict(actor="merlion", algo="cql", steps=60, eval_every=20, eval_episodes=3,

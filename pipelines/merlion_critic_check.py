@@ -1,0 +1,115 @@
+"""Is a finished MERLION run's shortfall in its critic or in its latent policy?
+
+    python pipelines/merlion_critic_check.py RUN_DIR [--episodes N] [--out FILE.json]
+
+Loads a ``spin-train policy --actor merlion`` run's final weights (``policy.pt``, tensors only)
+and plays the run's maze with three ways of acting, on the environment seeds of the run's own
+evaluations:
+
+- ``policy``: the run's latent policy through the lookup g, exactly as its evaluations act
+  (same sampling seed as its last one, so its mean return is that evaluation's);
+- ``critic argmax``: ``argmax_a min_k Q_k(s, phi(a; s))`` over every joint action, what a latent
+  policy that found its critic's maximum among the actions g can return would do;
+- ``critic argmax in data``: the same argmax over the actions the behaviour model keeps
+  (``G(a|s) / max G > tau``, the support MERLION's penalty calls in data).
+
+Reading it: ``critic argmax`` failing where ``critic argmax in data`` succeeds means the critic
+rates out-of-data actions above the data's; ``policy`` failing where ``critic argmax`` succeeds
+means the latent policy does not find its critic's maximum. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spin_train.algos import MerlionLearner
+from spin_train.algos.merlion import MERLION_ALGORITHMS, _q
+from spin_train.data import ObservationNormaliser, materialise
+from spin_train.policy import PolicyConfig
+from spin_train.policy.evaluate import evaluate
+from spin_train.runs import load_checkpoint, read_metrics
+
+
+@torch.no_grad()
+def critic_argmax(algo: MerlionLearner, obs: torch.Tensor, in_data: bool = False) -> torch.Tensor:
+    """Joint indices ``(B,)`` maximising the twin critics' minimum over every action's
+    representation at each state; with ``in_data``, over the actions with
+    ``G(a|s) / max G > tau`` only (the mode always qualifies)."""
+    rep = algo.representation
+    every = rep.encode_all(obs).float()  # (B, A, k)
+    B, A, k = every.shape
+    q = _q(algo.critic, obs.repeat_interleave(A, 0), every.reshape(B * A, k)).amin(0)
+    q = q.view(B, A)
+    if in_data:
+        log_probs = rep.behaviour_log_probs(obs)
+        kept = log_probs - log_probs.amax(-1, keepdim=True) > np.log(rep.ood_threshold)
+        q = q.masked_fill(~kept, -torch.inf)
+    return q.argmax(-1)
+
+
+def load_run(run_dir: Path) -> tuple[PolicyConfig, dict, MerlionLearner, ObservationNormaliser]:
+    """The run's config, its resolved ``config.json``, and its learner with the final weights
+    (the dataset is opened for its bin grid and observation width)."""
+    resolved = json.loads((run_dir / "config.json").read_text())
+    if resolved.get("actor") != "merlion":
+        raise SystemExit(f"error: {run_dir} is a {resolved.get('actor')!r} run, not merlion")
+    names = {f.name for f in dataclasses.fields(PolicyConfig)}
+    cfg = PolicyConfig(**{k: v for k, v in resolved.items() if k in names})
+    cached = materialise(cfg.dataset, cache_dir=cfg.cache_dir)
+    bins = tuple(int(b) for b in cached.bin_grid.counts)
+    algo = MERLION_ALGORITHMS[cfg.algo](cached.obs_dim, bins, **cfg.algo_kwargs())
+    algo.load_state_dict(load_checkpoint(run_dir / "policy.pt")["algo"])
+    algo.freeze_representation()
+    algo.eval()
+    return cfg, resolved, algo, ObservationNormaliser.from_dict(resolved["normaliser"])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes per way of acting (default: the run's eval_episodes)")
+    parser.add_argument("--out", default=None, help="JSON file to write")
+    args = parser.parse_args(argv)
+    cfg, resolved, algo, norm = load_run(args.run_dir)
+    rows = read_metrics(args.run_dir)
+    step = int(rows[-1]["step"])
+    episodes = args.episodes or cfg.eval_episodes
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+
+    def play(pick) -> dict:
+        def act(observations: np.ndarray) -> np.ndarray:
+            obs = norm(torch.as_tensor(observations, dtype=torch.float32))
+            with torch.no_grad():
+                return pick(obs).numpy()
+        result = evaluate(act, resolved["env"], resolved["env_kwargs"], episodes=episodes,
+                          seed=1_000_000 + 1000 * cfg.seed)
+        return {"mean": float(result.mean), "std": float(result.std),
+                "normalised": result.normalised}
+
+    table = algo.representation.space.table
+    found = {
+        "run": str(args.run_dir), "algo": cfg.algo, "dataset_id": resolved.get("dataset_id"),
+        "step": step, "episodes": episodes, "run_eval_return_mean": rows[-1]["eval_return_mean"],
+        "returns": {
+            "policy": play(lambda o: algo.eval_actions(o, generator)),
+            "critic argmax": play(lambda o: table[critic_argmax(algo, o)]),
+            "critic argmax in data": play(lambda o: table[critic_argmax(algo, o, True)]),
+        },
+    }
+    print(f"{found['run']} ({cfg.algo}, step {step}, {episodes} episodes)")
+    for name, r in found["returns"].items():
+        print(f"  {name:24s} {r['mean']:8.2f} +- {r['std']:6.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
+if __name__ == "__main__":
+    main()
