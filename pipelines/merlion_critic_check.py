@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from spin_train.algos import MerlionLearner
-from spin_train.algos.merlion import MERLION_ALGORITHMS, _q
+from spin_train.algos.merlion import MERLION_ALGORITHMS
 from spin_train.data import ObservationNormaliser, materialise
 from spin_train.policy import PolicyConfig
 from spin_train.policy.evaluate import evaluate
@@ -44,8 +44,7 @@ def critic_argmax(algo: MerlionLearner, obs: torch.Tensor, in_data: bool = False
     rep = algo.representation
     every = rep.encode_all(obs).float()  # (B, A, k)
     B, A, k = every.shape
-    q = _q(algo.critic, obs.repeat_interleave(A, 0), every.reshape(B * A, k)).amin(0)
-    q = q.view(B, A)
+    q = algo.critic_values(obs.repeat_interleave(A, 0), every.reshape(B * A, k)).view(B, A)
     if in_data:
         log_probs = rep.behaviour_log_probs(obs)
         kept = log_probs - log_probs.amax(-1, keepdim=True) > np.log(rep.ood_threshold)

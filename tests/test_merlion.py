@@ -253,7 +253,6 @@ def test_the_critic_check_replays_the_run_and_maximises_its_critic(maze_medium_e
     critics' minimum, over all joint actions or over those G keeps."""
     from pipelines.merlion_critic_check import critic_argmax, load_run
     from pipelines.merlion_critic_check import main as check
-    from spin_train.algos.merlion import _q
 
     store, _ = maze_medium_expert
     result = train_policy(_cfg(store, tmp_path, algo, actor="merlion", algo=algo, steps=100,
@@ -273,7 +272,7 @@ def test_the_critic_check_replays_the_run_and_maximises_its_critic(maze_medium_e
     rep = learner.representation
     with torch.no_grad():
         every = rep.encode_all(obs).float()
-        q = torch.stack([_q(learner.critic, obs, every[:, a]).amin(0)
+        q = torch.stack([learner.critic_values(obs, every[:, a])
                          for a in range(every.shape[1])], 1)  # (64, 32), one action at a time
         ratio = (rep.behaviour_log_probs(obs)
                  - rep.behaviour_log_probs(obs).amax(-1, keepdim=True)).exp()

@@ -102,6 +102,11 @@ class MerlionLearner(Learner):
         raise NotImplementedError
 
     @torch.no_grad()
+    def critic_values(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``min_k Q_k(s, e)`` of the twin critics, ``(B,)``: ``obs (B, D)``, ``latent (B, k)``."""
+        return _q(self.critic, obs, latent).amin(0)
+
+    @torch.no_grad()
     def eval_actions(self, obs, generator=None) -> torch.Tensor:
         """``g(e^)``: the joint action whose representation is nearest in l1, ``(B, N)``."""
         index = self.representation.nearest(obs, self.latent_action(obs, generator).float())
