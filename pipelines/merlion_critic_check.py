@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.merlion_diagnosis import play
 from spin_train.algos import MerlionLearner
 from spin_train.algos.merlion import MERLION_ALGORITHMS
 from spin_train.data import ObservationNormaliser, materialise
 from spin_train.policy import PolicyConfig
-from spin_train.policy.evaluate import evaluate
 from spin_train.runs import load_checkpoint, read_metrics
 
 
@@ -82,13 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
     episodes = args.episodes or cfg.eval_episodes
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
 
-    def play(pick) -> dict:
-        def act(observations: np.ndarray) -> np.ndarray:
-            obs = norm(torch.as_tensor(observations, dtype=torch.float32))
-            with torch.no_grad():
-                return pick(obs).numpy()
-        result = evaluate(act, resolved["env"], resolved["env_kwargs"], episodes=episodes,
-                          seed=1_000_000 + 1000 * cfg.seed)
+    def through(choose) -> dict:
+        result = play(choose, norm, resolved["env"], resolved["env_kwargs"], episodes,
+                      1_000_000 + 1000 * cfg.seed)
         return {"mean": float(result.mean), "std": float(result.std),
                 "normalised": result.normalised}
 
@@ -97,9 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
         "run": str(args.run_dir), "algo": cfg.algo, "dataset_id": resolved.get("dataset_id"),
         "step": step, "episodes": episodes, "run_eval_return_mean": rows[-1]["eval_return_mean"],
         "returns": {
-            "policy": play(lambda o: algo.eval_actions(o, generator)),
-            "critic argmax": play(lambda o: table[critic_argmax(algo, o)]),
-            "critic argmax in data": play(lambda o: table[critic_argmax(algo, o, True)]),
+            "policy": through(lambda o: algo.eval_actions(o, generator)),
+            "critic argmax": through(lambda o: table[critic_argmax(algo, o)]),
+            "critic argmax in data": through(lambda o: table[critic_argmax(algo, o, True)]),
         },
     }
     print(f"{found['run']} ({cfg.algo}, step {step}, {episodes} episodes)")

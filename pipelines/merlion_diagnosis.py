@@ -47,6 +47,16 @@ def motion_fit(latents: torch.Tensor, motion: torch.Tensor) -> float:
     return float(1 - (fit - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum())
 
 
+def play(choose, norm, env_name: str, env_kwargs: dict, episodes: int, seed: int):
+    """Maze episodes acting with ``choose(normalised observations (B, D)) -> bin indices
+    (B, N)`` under no_grad; episode ``i`` is seeded ``seed + i``. Returns the EvalResult."""
+    def act(observations: np.ndarray) -> np.ndarray:
+        obs = norm(torch.as_tensor(observations, dtype=torch.float32))
+        with torch.no_grad():
+            return choose(obs).numpy()
+    return evaluate(act, env_name, env_kwargs, episodes=episodes, seed=seed)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store")
@@ -116,12 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     def through(pick):
-        def act(observations: np.ndarray) -> np.ndarray:
-            obs = norm(torch.as_tensor(observations, dtype=torch.float32))
-            with torch.no_grad():
-                return table[pick(obs)].numpy()
-        result = evaluate(act, env_name, env_kwargs, episodes=args.episodes,
-                          seed=1_000_000 + args.seed)
+        result = play(lambda obs: table[pick(obs)], norm, env_name, env_kwargs, args.episodes,
+                      1_000_000 + args.seed)
         return {"mean": float(result.mean), "std": float(result.std)}
 
     def mean_latent(obs):
