@@ -11,7 +11,7 @@ evaluations:
 - ``critic argmax``: ``argmax_a min_k Q_k(s, phi(a; s))`` over every joint action, what a latent
   policy that found its critic's maximum among the actions g can return would do;
 - ``critic argmax in data``: the same argmax over the actions the behaviour model keeps
-  (``G(a|s) / max G > tau``, the support MERLION's penalty calls in data).
+  (``G(a|s) / max G >= tau``, the support MERLION's penalty calls in data).
 
 Reading it: ``critic argmax`` failing where ``critic argmax in data`` succeeds means the critic
 rates out-of-data actions above the data's; ``policy`` failing where ``critic argmax`` succeeds
@@ -25,13 +25,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipelines.merlion_diagnosis import play
 from spin_train.algos import MerlionLearner
 from spin_train.algos.merlion import MERLION_ALGORITHMS
 from spin_train.data import ObservationNormaliser, materialise
+from spin_train.models.actors import ratio_constrained_argmax
 from spin_train.policy import PolicyConfig
 from spin_train.runs import load_checkpoint, read_metrics
 
@@ -39,16 +39,14 @@ from spin_train.runs import load_checkpoint, read_metrics
 @torch.no_grad()
 def critic_argmax(algo: MerlionLearner, obs: torch.Tensor, in_data: bool = False) -> torch.Tensor:
     """Joint indices ``(B,)`` maximising the twin critics' minimum over every action's
-    representation at each state; with ``in_data``, over the actions with
-    ``G(a|s) / max G > tau`` only (the mode always qualifies)."""
+    representation at each state; with ``in_data``, over the actions G keeps only (discrete
+    BCQ's ratio test ``G(a|s) / max G >= tau``, i.e. not out of data for MERLION's penalty)."""
     rep = algo.representation
     every = rep.encode_all(obs).float()  # (B, A, k)
     B, A, k = every.shape
     q = algo.critic_values(obs.repeat_interleave(A, 0), every.reshape(B * A, k)).view(B, A)
     if in_data:
-        log_probs = rep.behaviour_log_probs(obs)
-        kept = log_probs - log_probs.amax(-1, keepdim=True) > np.log(rep.ood_threshold)
-        q = q.masked_fill(~kept, -torch.inf)
+        return ratio_constrained_argmax(rep.behaviour_log_probs(obs), q, rep.ood_threshold)
     return q.argmax(-1)
 
 
