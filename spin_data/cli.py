@@ -338,12 +338,16 @@ def import_(source_path: str, fmt: str, env_name: str | None, bins: int | None, 
 @click.option("--overwrite", is_flag=True,
               help="Replace a local store at --out that holds a different dataset.")
 @click.option("--discard", is_flag=True, help="Drop an interrupted generate at --out first.")
+@click.option("--retrain", is_flag=True,
+              help="Train the behaviour policies (or reuse the cache's) even where the catalogue "
+                   "ships them (datasets/ladders/).")
 def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
              bins: int | None, size: int | None, out: str | None, workers: int,
              seed: int | None, budget: str | None, algorithm: str | None, library: str | None,
              deterministic: bool | None, backend: str, address: str | None, overwrite: bool,
-             discard: bool) -> None:
-    """Make an offline dataset: train (or reuse) behaviour policies, collect, publish a store.
+             discard: bool, retrain: bool) -> None:
+    """Make an offline dataset: behaviour policies (shipped in datasets/ladders/, else trained
+    or reused from the cache), collect, publish a store.
 
     Resolves (--env, --quality, --bins) to the catalog's recipe in datasets/ (flags override it),
     or runs --recipe FILE.
@@ -399,9 +403,17 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
         click.echo(f"generate {recipe.name}: {recipe.size:,} transitions ({parts}) -> {location}",
                    err=True)
         if any(source != "random" for source in recipe.mix):
-            _announce_behaviour(gen.behaviour_config(recipe), None)
-        summary = gen.generate(recipe, location, workers=workers, backend=backend,
-                               address=address)
+            shipped = None if retrain else gen.shipped_policies(recipe)
+            if shipped is not None:
+                run, _, rungs = shipped
+                picks = ", ".join(f"{source} step {r.step:,}" for source, r in rungs.items())
+                click.echo(f"behaviour: shipped policies {run} ({picks}; sha256 checked); "
+                           "no training (--retrain trains instead)", err=True)
+            else:
+                _announce_behaviour(gen.behaviour_config(recipe), None)
+        with _resume_hint(lambda: "collected parts and any behaviour rungs are kept"):
+            summary = gen.generate(recipe, location, workers=workers, backend=backend,
+                                   address=address, retrain=retrain)
     click.echo(gen.format_summary(recipe, summary))
 
 
@@ -443,6 +455,25 @@ def _parse_budget(value: str) -> str | int:
     return steps
 
 
+@contextlib.contextmanager
+def _resume_hint(kept: Any) -> Any:
+    """Ctrl-C: say what was kept and that the same command resumes, then exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {kept()}; run the same command again to resume", err=True)
+        sys.exit(130)
+
+
+def _last_rung_text(config: Any, cache_dir: str | None) -> str:
+    from spin_data.behaviour import load_ladder, run_directory
+
+    run = run_directory(config, cache_dir)
+    ladder = load_ladder(run)
+    step = ladder.rungs[-1].step if ladder is not None and ladder.rungs else 0
+    return f"the run is saved up to its last rung (step {step:,}) in {run}"
+
+
 def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
     """Before a behaviour run trains: what it will do and its measured projected time (stderr),
     with advice when that is long. Nothing for a run already complete in the cache."""
@@ -478,8 +509,9 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
               help="Environment (cheetah, walker-walk, maze-5, ...).")
 @click.option("--bins", type=click.IntRange(min=2), default=None,
               help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
-@click.option("--grid", type=click.Choice(["actuator", "unit"]), default="actuator",
-              show_default=True, help="DMC bin grid: actuator bounds, or the benchmark's [-1, 1].")
+@click.option("--grid", type=click.Choice(["actuator", "unit"]), default=None,
+              help="DMC bin grid: actuator bounds, or the benchmark's [-1, 1] (default: unit, "
+                   "the catalogue's, so that generate reuses the run).")
 @click.option("--algorithm", type=click.Choice(["sac", "tqc", "crossq", "ppo"]), default=None,
               help="Learner (default: sac on the continuous view for DMC, ppo for mazes).")
 @click.option("--library", type=click.Choice(["sb3", "sbx"]), default=None,
@@ -495,7 +527,8 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
 @click.option("--dry-run", is_flag=True,
               help="Only say what the run would do and how long it should take here (a few "
                    "seconds of measured training), then exit.")
-def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorithm: str | None,
+def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
+                            algorithm: str | None,
                             budget: str, seed: int, cache_dir: str | None,
                             no_progress: bool, library: str | None, dry_run: bool) -> None:
     """Train a behaviour policy into a checkpoint ladder (cached and resumable).
@@ -514,8 +547,9 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
     if spec.family == "maze" and bins not in (None, 2):
         raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
                                  param_hint="--bins")
-    if spec.family == "maze" and grid != "actuator":
+    if spec.family == "maze" and grid not in (None, "actuator"):
         raise click.BadParameter("grid applies to DMC tasks only", param_hint="--grid")
+    grid = grid or ("unit" if spec.family == "dmc" else "actuator")
     try:
         config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm,
                         library=library, seed=seed)
@@ -525,7 +559,8 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
         _announce_behaviour(config, cache_dir)
         if dry_run:
             return
-        ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
+        with _resume_hint(lambda: _last_rung_text(config, cache_dir)):
+            ladder = train_behaviour(config, cache_dir=cache_dir, progress=not no_progress)
     click.echo(ladder.table())
     expert = ladder.expert()
     score = ladder.normalised(expert.estimate)
@@ -534,11 +569,39 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str, algorith
                + ("" if score is None else f", normalised {score:.3f}"))
     warning = ladder.warning()
     if warning:
-        click.echo(warning, err=True)
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"run: {run_directory(config, cache_dir)}")
     if ladder.extended_from:
         click.echo(f"(extended from the shorter run {config.canonical_env}-"
                    f"{ladder.extended_from})")
+
+
+@main.command(name="ship-behaviour")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
+              help="Folder to ship into (default: <catalog>/ladders/<task>-<bins>bins-"
+                   "<algorithm>-<library>).")
+def ship_behaviour_command(run: str, dest: str | None) -> None:
+    """Ship a finished behaviour run (the RUN folder train-behaviour prints) into the catalogue:
+    its ladder, and its expert and medium checkpoints as safetensors, for generate to use.
+    Every rung's sha256 is re-derived from its weights."""
+    import json
+    from pathlib import Path
+
+    from spin_data.behaviour import BehaviourConfig
+    from spin_data.behaviour.shipped import ladders_dir, ship_run, shipped_name
+
+    with _store_errors():
+        try:
+            config = BehaviourConfig.from_dict(json.loads((Path(run) / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as err:
+            raise click.ClickException(f"{run}: not a behaviour run directory ({one_line(err)})"
+                                       ) from None
+        target = Path(dest) if dest else ladders_dir() / shipped_name(config)
+        ladder = ship_run(run, target)
+    shipped = sorted(p.name for p in (target / "checkpoints").glob("*"))
+    click.echo(f"shipped {config.canonical_env} ({ladder.cache_key}) to {target}: "
+               f"{', '.join(shipped)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

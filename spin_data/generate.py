@@ -171,22 +171,33 @@ def behaviour_config(recipe: Recipe) -> Any:
                   algorithm=recipe.algorithm, library=recipe.library, seed=recipe.seed)
 
 
-def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bool = True
+def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bool = True,
+                   retrain: bool = False
                    ) -> tuple[dict[str, str], dict[str, Any], str | None]:
-    """Train (or reuse) the recipe's behaviour run and pick its expert and medium rungs.
+    """The recipe's expert and medium behaviour policies: from the catalogue's shipped run of
+    the recipe's behaviour config (:mod:`spin_data.behaviour.shipped`) when there is one that
+    holds both, else from training (or reusing) the run in the cache. ``retrain`` skips the
+    shipped run.
 
     Returns (checkpoint path per source, provenance metadata, a weak-expert warning or None).
+
+    Raises:
+        ShippedCheckpointError: a shipped checkpoint's sha256 differs from its ladder's.
     """
     from importlib import metadata as importlib_metadata
 
     from spin_data.behaviour import run_directory, train_behaviour
 
     config = behaviour_config(recipe)
-    ladder = train_behaviour(config, cache_dir=cache_dir, progress=progress)
-    run = run_directory(config, cache_dir)
-    # Only the sources the recipe collects: an expert-only dataset needs no earlier rung.
-    pickers = {"expert": ladder.expert, "medium": lambda: ladder.medium(recipe.medium_fraction)}
-    rungs = {source: pick() for source, pick in pickers.items() if source in recipe.mix}
+    shipped = None if retrain else shipped_policies(recipe)
+    if shipped is not None:
+        run, ladder, rungs = shipped
+        origin = f"shipped: {run.parent.parent.name}/{run.parent.name}/{run.name}"
+    else:
+        ladder = train_behaviour(config, cache_dir=cache_dir, progress=progress)
+        run = run_directory(config, cache_dir)
+        rungs = _picked_rungs(recipe, ladder)
+        origin = "trained: the behaviour cache"
     checkpoints = {source: str(run / rung.checkpoint) for source, rung in rungs.items()}
     metadata = {
         "algorithm": config.algorithm,
@@ -198,7 +209,9 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
         "config": config.to_dict(),
         "cache_key": config.cache_key(),
         "medium_fraction": recipe.medium_fraction,
+        "checkpoints_from": origin,
         "policies": {source: {"step": r.step, "checkpoint_sha256": r.sha256,
+                              "checkpoint": r.checkpoint,
                               "mean_return": r.mean_return, "std_return": r.std_return,
                               "normalised": r.normalised, "score": ladder.score(r),
                               "confirmed_return": r.confirmed_return,
@@ -207,6 +220,32 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
     }
     warning = ladder.warning()
     return checkpoints, metadata, warning
+
+
+def shipped_policies(recipe: Recipe) -> tuple[Path, Any, dict[str, Any]] | None:
+    """(shipped run folder, its ladder, picked rung per source) when the catalogue ships the
+    recipe's behaviour run with every rung the recipe collects from, else None.
+
+    Raises:
+        ShippedCheckpointError: a shipped checkpoint's sha256 differs from its ladder's.
+    """
+    from spin_data.behaviour import load_ladder
+    from spin_data.behaviour.shipped import find_shipped, shipped_checkpoint
+
+    run = find_shipped(behaviour_config(recipe))
+    ladder = None if run is None else load_ladder(run)
+    if ladder is None:
+        return None
+    rungs = _picked_rungs(recipe, ladder)
+    if not all([shipped_checkpoint(run, rung) for rung in rungs.values()]):
+        return None
+    return run, ladder, rungs
+
+
+def _picked_rungs(recipe: Recipe, ladder: Any) -> dict[str, Any]:
+    # Only the sources the recipe collects: an expert-only dataset needs no earlier rung.
+    pickers = {"expert": ladder.expert, "medium": lambda: ladder.medium(recipe.medium_fraction)}
+    return {source: pick() for source, pick in pickers.items() if source in recipe.mix}
 
 
 class TaskPool:
@@ -255,7 +294,7 @@ def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
     """
     target = recipe.source_steps()[source]
     tasks = _tasks(recipe, source, checkpoint)
-    done_steps, used, steps = 0, [], 0
+    done_steps, used, steps, shown = 0, [], 0, 0
     in_flight: list[tuple[Task, concurrent.futures.Future]] = []
     while done_steps < target:
         # Two tasks per worker in flight: results are taken in task order, and a worker that
@@ -268,8 +307,9 @@ def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
         steps = future.result()
         done_steps += steps
         used.append(task.part)
-        if bar is not None:
-            bar.update(steps)
+        if bar is not None:  # a last task's steps past the target are trimmed below: not shown
+            bar.update(min(done_steps, target) - shown)
+            shown = min(done_steps, target)
     # Tasks started beyond the target run to the end (cancelling a Ray future's wrapper can
     # block forever) and their parts are discarded below.
     for _, future in in_flight:
@@ -279,8 +319,9 @@ def collect_source(recipe: Recipe, location: str, staging: Path, source: str,
     kept = _trim_part(recipe, location, str(staging), used[-1],
                       target - (done_steps - last_steps))
     done_steps += kept - last_steps
-    if bar is not None:
-        bar.update(kept - last_steps)
+    if bar is not None:  # the episode that crosses the target is kept whole
+        bar.total = max(bar.total, bar.n + done_steps - shown)
+        bar.update(done_steps - shown)
     base = SOURCES.index(source) * PART_STRIDE
     for part_dir in (staging / "parts").glob("part-*"):
         part = int(part_dir.name.split("-")[1])
@@ -304,8 +345,12 @@ def _prepare_staging(recipe: Recipe, location: str) -> Path:
 
 def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
              backend: str = "local", address: str | None = None,
-             cache_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | None = None, progress: bool = True,
+             retrain: bool = False) -> dict[str, Any]:
     """Make the recipe's dataset at ``out``; returns a summary (also printed by the CLI).
+
+    Behaviour policies come from the catalogue's shipped run when it matches the recipe (see
+    :func:`pick_behaviour`; ``retrain`` trains instead).
 
     Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
     the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
@@ -321,7 +366,7 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     start = time.perf_counter()
     if any(s != "random" for s in recipe.mix):
         picked, behaviour_meta, warning = pick_behaviour(recipe, cache_dir=cache_dir,
-                                                         progress=progress)
+                                                         progress=progress, retrain=retrain)
         checkpoints.update(picked)
         if warning:
             warnings.append(warning)
@@ -385,7 +430,9 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     return {"location": location, "phases_s": timings, "returns": returns,
             "normalised": normalised, "size_bytes": size, "card": card,
             "warnings": list(ds.metadata.get("warnings", warnings)),
-            "steps": ds.n_steps, "episodes": ds.n_episodes}
+            "steps": ds.n_steps, "episodes": ds.n_episodes,
+            "content_checksum": ds.content_checksum,
+            "checkpoints_from": (behaviour_meta or {}).get("checkpoints_from")}
 
 
 def collected_expert_warnings(returns: dict[str, dict[str, Any]],
@@ -402,7 +449,7 @@ def collected_expert_warnings(returns: dict[str, dict[str, Any]],
     score = reference.normalise(expert["mean"])
     if score >= WEAK_EXPERT_THRESHOLD:
         return []
-    return [f"warning: the {expert['episodes']} episodes collected as 'expert' return "
+    return [f"the {expert['episodes']} episodes collected as 'expert' return "
             f"{expert['mean']:.2f} on average, normalised {score:.3f} < {WEAK_EXPERT_THRESHOLD} "
             f"of the published expert ({reference.expert:.2f}): this is not expert data by the "
             "benchmark's measure (its ladder rung scored higher on its few evaluation episodes)"]
@@ -417,6 +464,9 @@ def format_summary(recipe: Recipe, summary: dict[str, Any]) -> str:
         score = "" if norm is None else f"  normalised {norm:.3f}"
         lines.append(f"  {source:7s} {r['episodes']:6d} episodes  return {r['mean']:9.2f} "
                      f"+- {r['std']:.2f} (min {r['min']:.2f}, max {r['max']:.2f}){score}")
+    lines.append(f"  content {summary['content_checksum']}")
+    if summary.get("checkpoints_from"):
+        lines.append(f"  behaviour checkpoints {summary['checkpoints_from']}")
     if summary["size_bytes"] is not None:
         lines.append(f"  store size {summary['size_bytes'] / 2**20:.1f} MiB")
     if summary.get("card"):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from spin_data.envs import registry
+from spin_data.text import one_line
 
 QUALITIES: tuple[str, ...] = ("random", "medium", "expert", "medium-expert",
                               "random-medium-expert")
@@ -163,8 +164,23 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Recipe":
-        text = Path(path).read_text()
-        data = yaml.safe_load(text)
+        """Read a recipe file.
+
+        Raises:
+            RecipeError: unreadable, not YAML (the file and line named), or not a recipe.
+        """
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise RecipeError(f"{path}: cannot read the recipe: {err.strerror or err}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise RecipeError(f"{where}: not valid YAML: {err.problem or err.context}") from None
+        except yaml.YAMLError as err:
+            raise RecipeError(f"{path}: not valid YAML: {one_line(err)}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe file holds one mapping of keys")
         return cls.from_dict(data, where=str(path))

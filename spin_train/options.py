@@ -4,6 +4,7 @@ types, defaults and help (each field's ``option(default, "help")``)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Callable, Iterable
 
@@ -27,6 +28,15 @@ def field_defaults(cls: type) -> dict[str, Any]:
     """``{field: default}`` of a config dataclass's fields that have a plain default."""
     return {f.name: f.default for f in dataclasses.fields(cls)
             if f.default is not dataclasses.MISSING}
+
+
+def check_finite(config: Any) -> None:
+    """Refuse a config dataclass whose float fields hold NaN or an infinity, naming the field:
+    ``nan`` passes every ``<=``/``<`` range check, so the checks after this one need it."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value}")
 
 
 def _base_type(tp: Any) -> Any:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from spin_train.data import TransitionBuffer, check_compatible, materialise, split_episodes
 from spin_train.device import autocast, resolve_device
 from spin_train.models.asm import ActionStructureModel, ASMConfig, QueriedTrunk
-from spin_train.options import option
+from spin_train.options import check_finite, option
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import write_json
 from spin_data.envs.bins import BinGrid
@@ -53,6 +53,7 @@ class ProbeConfig:
     progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
+        check_finite(self)
         for name in ("steps", "batch_size", "val_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

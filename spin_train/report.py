@@ -158,6 +158,12 @@ def return_at_step(run: Run, step: int) -> float | None:
     return float(run.returns[index]) if index >= 0 else None
 
 
+def evaluated_step(run: Run, step: int) -> int | None:
+    """The step :func:`return_at_step` reads: the largest evaluated step <= ``step``."""
+    index = np.searchsorted(run.steps, step, side="right") - 1
+    return int(run.steps[index]) if index >= 0 else None
+
+
 def fraction_of_target(value: float | None, target_return: float | None) -> float | None:
     """``value / target_return`` (1.0 = the target), or None without a value or a positive target.
 
@@ -242,6 +248,7 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
                   if t is not None])
         at = [v for v in (fraction_of_target(return_at_step(r, at_step), group_target)
                           for r in runs) if v is not None]
+        read_at = [s for s in (evaluated_step(r, at_step) for r in runs) if s is not None]
         final_mean, final_std = _mean_std(finals)
         norm_mean, norm_std = _mean_std(normalised)
         time_mean, time_std = _mean_std(times)
@@ -255,7 +262,8 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
             "target": group_target, "target_source": source, "fraction": fraction,
             "time_to_target_s_mean": time_mean, "time_to_target_s_std": time_std,
             "reached": len(times),
-            "at_step": at_step, "fraction_at_step_mean": at_mean, "fraction_at_step_std": at_std,
+            "at_step": at_step, "at_step_read": max(read_at) if read_at else None,
+            "fraction_at_step_mean": at_mean, "fraction_at_step_std": at_std,
             "fraction_at_step_runs": len(at),
         }
     return result
@@ -270,7 +278,8 @@ def table_rows(result: dict[GroupKey, dict[str, Any]], scale: str = "fraction"
                ) -> list[list[str]]:
     """Header and cell strings of :func:`format_table` (time to target in minutes; normalised
     scores at ``scale``, ``fraction`` or ``percent``)."""
-    at_steps = {g["at_step"] for g in result.values()}
+    # The step the column was read at: a run shorter than at_step is read at its last evaluation.
+    at_steps = {g.get("at_step_read") or g["at_step"] for g in result.values()}
     at_label = f"@{at_steps.pop():,} steps" if len(at_steps) == 1 else "@step"
     header = ["dataset", "actor", "algo", "seeds", "final return", score_label(scale),
               "time to target (min)", f"% of target {at_label}", "target used"]
@@ -307,8 +316,8 @@ def format_table(result: dict[GroupKey, dict[str, Any]], scale: str = "fraction"
 CSV_COLUMNS = ("dataset_id", "env", "actor", "algo", "seeds", "final_return_mean",
                "final_return_std", "normalised_mean", "normalised_std", "target",
                "target_source", "fraction", "time_to_target_s_mean", "time_to_target_s_std",
-               "reached", "at_step", "fraction_at_step_mean", "fraction_at_step_std",
-               "fraction_at_step_runs")
+               "reached", "at_step", "at_step_read", "fraction_at_step_mean",
+               "fraction_at_step_std", "fraction_at_step_runs")
 
 
 def write_csv(result: dict[GroupKey, dict[str, Any]], path: str | os.PathLike) -> Path:

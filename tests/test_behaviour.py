@@ -253,7 +253,7 @@ def test_an_interrupted_run_resumes_from_its_last_rung(cache):
     # The checkpoint rebuilt without unpickling acts exactly as SB3's own (pickled) model.
     # Loading model.zip here is fine: it is this test's own run; spin never ships resume files.
     model = PPO.load(run / "resume" / "step-4096" / "model.zip", device="cpu")
-    policy = load_policy(run / "checkpoints" / "step-4096.pt")
+    policy = load_policy(run / "checkpoints" / "step-4096.safetensors")
     obs = _observations("maze-5", 300)
     expected, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(policy.act(obs, deterministic=True), expected)
@@ -268,6 +268,35 @@ def test_an_interrupted_run_resumes_from_its_last_rung(cache):
     assert all(a.wall_seconds <= b.wall_seconds for a, b in zip(ladder.rungs, ladder.rungs[1:]))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
         Path(r.checkpoint).name for r in ladder.rungs)
+
+
+@pytest.mark.parametrize("library", ["sbx", "sb3"])
+def test_a_killed_and_resumed_run_writes_the_checkpoints_of_a_straight_run(tmp_path, library):
+    """Exact resume: a run killed after a rung and resumed ends with the same checkpoint bytes,
+    scores and confirmations as one that never stopped. Rungs every 1,500 steps of 1,000-step
+    episodes, so the kill lands mid-episode and the resume replays half an episode; learning
+    started at 1,000 steps, so the learner's own generators are in play too."""
+    if library == "sbx":
+        pytest.importorskip("sbx")
+    config = dataclasses.replace(preset("cheetah", "test", grid="unit", library=library),
+                                 budget=4500, eval_every=1500)
+    straight = train_behaviour(config, cache_dir=tmp_path / "straight", progress=False)
+
+    def kill_after_1500(rung: Rung) -> None:
+        if rung.step == 1500:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_behaviour(config, cache_dir=tmp_path / "killed", progress=False,
+                        on_rung=kill_after_1500)
+    run = run_directory(config, tmp_path / "killed")
+    saved = json.loads((run / "resume" / "step-1500" / "rng.json").read_text())
+    assert saved["envs"] == [{"episodes": 1, "steps": 500}]
+    resumed = train_behaviour(config, cache_dir=tmp_path / "killed", progress=False)
+    assert [r.step for r in straight.rungs] == [0, 1500, 3000, 4500]
+    assert [(r.step, r.sha256, r.returns, r.confirm_returns) for r in resumed.rungs] == [
+        (r.step, r.sha256, r.returns, r.confirm_returns) for r in straight.rungs]
+    assert len({r.sha256 for r in straight.rungs}) == 4  # the weights did move between rungs
 
 
 def test_a_run_whose_last_resume_state_is_lost_restarts_from_the_one_before(cache, tmp_path):
@@ -329,7 +358,7 @@ def _saved_run(tmp_path: Path, model, algorithm: str, env) -> Path:
                             [64, 64], "ReLU" if algorithm == "sac" else "Tanh",
                             env.get_wrapper_attr("bin_grid"))
     (tmp_path / "policy.json").write_text(json.dumps(spec))
-    path = tmp_path / "checkpoints" / "step-0.pt"
+    path = tmp_path / "checkpoints" / "step-0.safetensors"
     save_weights(model.policy, path)
     return path
 

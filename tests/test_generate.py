@@ -201,7 +201,7 @@ def test_deterministic_collection_records_each_policy_s_mode(maze_deterministic,
     steps = ds.transitions()
     sources = np.repeat(ds.array("episodes/sources"), ds.array("episodes/lengths"))
     by_sha = {hashlib.sha256(p.read_bytes()).hexdigest(): p
-              for p in Path(behaviour_cache).glob("*/checkpoints/*.pt")}
+              for p in Path(behaviour_cache).glob("*/checkpoints/*.safetensors")}
     for name, code in (("medium", 1), ("expert", 2)):
         rows = sources == code
         assert rows.sum() > 1000

@@ -55,8 +55,8 @@ def test_exported_actor_acts_exactly_as_the_learner(algorithm, library, tmp_path
     spec = make_policy_spec("sac", env.observation_space, env.action_space, [64, 64], "ReLU",
                             env.get_wrapper_attr("bin_grid"))
     (tmp_path / "policy.json").write_text(json.dumps(spec))
-    save_state(state, tmp_path / "checkpoints" / "step-0.pt")
-    policy = load_policy(tmp_path / "checkpoints" / "step-0.pt")  # torch only, weights_only
+    save_state(state, tmp_path / "checkpoints" / "step-0.safetensors")
+    policy = load_policy(tmp_path / "checkpoints" / "step-0.safetensors")  # torch only, weights_only
     obs = _random_observations(env, 200)
     learner_actions = np.asarray(model.predict(obs, deterministic=True)[0])  # in Box bounds
     dist = policy.distribution(obs)

@@ -116,6 +116,39 @@ def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):
                                   open_dataset(maze_store).array("steps/rewards"))
 
 
+@pytest.mark.parametrize("damage", ["a lost chunk", "a flipped byte"])
+def test_a_corrupt_copy_is_refused_never_cached_and_never_poisons_the_intact_store(
+        maze_store, tmp_path, damage):
+    """zarr reads a lost chunk as zeros; the cache hashes every array as it fills and refuses a
+    copy whose bytes do not match the checksums it records, before anything is written."""
+    from click.testing import CliRunner
+
+    from spin_train.cli import main as spin_train_main
+    from spin_train.data.cache import CorruptStoreError
+
+    bad, cache = tmp_path / "bad", tmp_path / "cache"
+    shutil.copytree(maze_store, bad)
+    chunk = sorted(p for p in (bad / "steps" / "actions").rglob("*")
+                   if p.is_file() and p.name != "zarr.json")[0]
+    if damage == "a lost chunk":
+        chunk.unlink()
+    else:
+        data = bytearray(chunk.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        chunk.write_bytes(bytes(data))
+    with pytest.raises(CorruptStoreError, match=rf"{bad}: array steps/actions "):
+        materialise(bad, cache_dir=cache)
+    assert list(cache.iterdir()) == []  # no entry, no half-filled directory
+    res = CliRunner().invoke(spin_train_main, ["pretrain", "--dataset", str(bad), "--cache-dir",
+                                               str(cache), "--out", str(tmp_path / "run"),
+                                               "--device", "cpu"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "array steps/actions" in res.output and not (tmp_path / "run").exists()
+    intact = materialise(maze_store, cache_dir=cache)  # filled from the intact bytes
+    np.testing.assert_array_equal(intact.load("actions"),
+                                  open_dataset(maze_store).array("steps/actions"))
+
+
 def _materialise(args):
     location, cache_dir = args
     return str(materialise(location, cache_dir=cache_dir).path)

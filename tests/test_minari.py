@@ -175,3 +175,14 @@ def test_continuous_actions_are_refused_unless_quantised(minari_root, tmp_path):
     assert ds.metadata["imported_from"]["quantised_actions"] == n_steps
     assert set(ds.array("episodes/seeds")) == {-1}  # unknown: Minari stored none
     assert os.environ["MINARI_DATASETS_PATH"] == str(minari_root)
+
+
+def test_export_to_a_relative_directory(maze_medium_expert, tmp_path, monkeypatch):
+    """--out given relative to the working directory (it once came out as a doubled path)."""
+    store, _ = maze_medium_expert
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "relative-minari")
+    result = run_cli("export", store, "--format", "minari", "--out", "relative-minari")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "relative-minari" / MAZE_ID / "metadata.json").is_file()
+    assert minari.load_dataset(MAZE_ID).total_steps == open_dataset(store).n_steps

@@ -263,6 +263,22 @@ def test_cli_usage_errors(args, code, message):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "lr must be a finite number, got nan"),
+    (["--d-model", "30", "--n-heads", "4"], "d_model must be a multiple of n_heads"),
+])
+def test_bad_options_are_refused_before_anything_is_written(maze_medium_expert, tmp_path,
+                                                            args, message):
+    """They once exited 1 after writing config.json, which then refused the corrected command
+    as 'a different run'."""
+    store, _ = maze_medium_expert
+    out = tmp_path / "run"
+    res = CliRunner().invoke(spin_train_main, ["pretrain", "--dataset", str(store), "--out",
+                                               str(out), "--device", "cpu", *args])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
 def test_cli_refusals_are_one_line(maze_medium_expert, tmp_path):
     store, _ = maze_medium_expert
     runner = CliRunner()

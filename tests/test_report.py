@@ -227,6 +227,18 @@ def test_time_to_target(tmp_path):
     assert return_at_step(run, 2999) == 94.9 and return_at_step(run, 10_000) == 99.0
 
 
+def test_the_at_step_column_names_the_step_it_was_read_at(tmp_path):
+    """A 300-step run compared at the default 10,000 steps is read at its last evaluation:
+    the column says @300, not @10,000."""
+    short = write_run(tmp_path, "short", actor="spin", algo="iql", seed=0,
+                      evals=curve([0, 150, 300], [1.0, 2.0, 3.0], [10, 20, 30]))
+    result = compare([short], at_step=10_000, target=6.0)
+    [group] = result.values()
+    assert group["at_step"] == 10_000 and group["at_step_read"] == 300
+    assert group["fraction_at_step_mean"] == pytest.approx(0.5)
+    assert "% of target @300 steps" in format_table(result).splitlines()[0]
+
+
 def test_time_to_target_with_a_negative_target(tmp_path):
     # Maze returns can be negative: "within 5% of -10" is -10.5 or better (not -9.5).
     assert target_threshold(-10.0) == -10.5

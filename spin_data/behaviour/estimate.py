@@ -41,7 +41,8 @@ class TrainingEstimate:
         """One paragraph: what the run does and how long it should take here."""
         c = self.config
         return (f"behaviour: {c.algorithm} ({c.library}, {self.device}) on {c.canonical_env} at "
-                f"{c.bins} bins: {self.steps_left:,} env steps left of {c.budget:,}, a rung every "
+                f"{c.bins} bins, {c.grid} grid (cache key {c.cache_key()}): "
+                f"{self.steps_left:,} env steps left of {c.budget:,}, a rung every "
                 f"{c.eval_every:,} steps ({c.eval_episodes} evaluation episodes each). Measured "
                 f"here: {self.steps_per_s:,.0f} steps/s, {self.eval_s:.1f} s per evaluation -> "
                 f"about {format_duration(self.total_s)}.")

@@ -51,8 +51,9 @@ class Rung:
         std_return: their standard deviation (ddof 0).
         normalised: ``(mean - random) / (expert - random)`` against the published reference
             scores, or None where none is published.
-        checkpoint: path of the weights relative to the run directory (``checkpoints/step-N.pt``).
-        sha256: hex digest of the checkpoint file.
+        checkpoint: path of the weights relative to the run directory
+            (``checkpoints/step-N.safetensors``).
+        sha256: hex digest of the checkpoint file (safetensors: a function of the weights).
         wall_seconds: training wall-clock seconds spent up to this rung (summed over resumes;
             evaluation time excluded).
         returns: every evaluation episode's return, in evaluation-seed order.
@@ -223,7 +224,7 @@ class Ladder:
             return None
         episodes = len(expert.confirm_returns or expert.returns)
         return (
-            f"warning: the best rung of {self.env} (step {expert.step}) returns "
+            f"the best rung of {self.env} (step {expert.step}) returns "
             f"{expert.estimate:.2f} over {episodes} episodes, normalised {score:.2f} < "
             f"{WEAK_EXPERT_THRESHOLD} of the published expert ({self.reference_expert:.2f}); "
             "data labelled 'expert' from it would be weaker than the benchmark's - train longer "
@@ -330,7 +331,7 @@ class Ladder:
         except ValueError:
             medium = None
         headers = ["step", "mean return", "std", "normalised", "confirmed", "wall s",
-                   "checkpoint", ""]
+                   "checkpoint", "pick"]
         rows = []
         for r in self.rungs:
             mark = "expert" if r is expert else ("medium" if r is medium else "")

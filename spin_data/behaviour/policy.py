@@ -1,12 +1,18 @@
 """Behaviour policies rebuilt from plain weights, sampling with a numpy generator.
 
 A run directory holds ``policy.json`` (what is needed to rebuild the SB3 policy module: the
-algorithm, observation and action spaces, network architecture) and ``checkpoints/step-N.pt``
-(the module's ``state_dict`` written by ``torch.save``). :func:`load_policy` instantiates the SB3
-policy class named by the algorithm (from a fixed allow-list) and loads the weights with
-``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers: a
-checkpoint can carry no code. SB3's own ``PPO.load`` / ``SAC.load`` unpickle and are never used
-on checkpoints.
+algorithm, observation and action spaces, network architecture) and
+``checkpoints/step-N.safetensors`` (the module's ``state_dict`` in the safetensors format).
+:func:`load_policy` instantiates the SB3 policy class named by the algorithm (from a fixed
+allow-list) and loads the weights, which can carry no code: safetensors holds tensors only, and
+the ``.pt`` files of runs trained before it are read with ``torch.load(weights_only=True)``,
+which refuses anything but tensors and plain containers. SB3's own ``PPO.load`` / ``SAC.load``
+unpickle and are never used on checkpoints.
+
+Why safetensors: its bytes are a function of the tensors (names, dtypes, shapes, values), so a
+checkpoint's sha256 is the same on every machine that computes the same weights. ``torch.save``
+writes a random ``serialization_id`` into every file, so two identical ``.pt`` checkpoints never
+hash alike and the hashes recorded in ladders could not be reproduced.
 
 :class:`BehaviourPolicy` turns observations into bin indices. Its randomness comes from numpy
 generators passed in by the caller, never from torch's global RNG, so dataset collection is
@@ -15,6 +21,7 @@ reproducible from episode seeds alone (and matches :class:`spin_data.collect.Bat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -134,15 +141,34 @@ def build_policy_module(spec: dict[str, Any]) -> torch.nn.Module:
 
 
 # ============================================================================= checkpoints
+#: File suffix of behaviour checkpoints (safetensors); ``.pt`` files of older runs still load.
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+def checkpoint_name(step: int) -> str:
+    """A rung's checkpoint path relative to its run directory."""
+    return f"checkpoints/step-{step}{CHECKPOINT_SUFFIX}"
+
+
+def state_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors bytes of a dict of tensors (CPU, contiguous): the same tensors give the
+    same bytes on any machine (no metadata is written: its order would not be fixed)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in state.items()})
+
+
 def save_weights(module: torch.nn.Module, path: Path) -> str:
-    """``torch.save`` the module's ``state_dict`` to ``path`` atomically; returns its sha256."""
+    """Save the module's ``state_dict`` to ``path`` (see :func:`save_state`); returns its sha256."""
     return save_state({k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, path)
 
 
 def save_state(state: dict[str, torch.Tensor], path: Path) -> str:
-    """``torch.save`` a dict of tensors to ``path`` atomically; returns the file's sha256."""
-    replace_atomically(path, lambda tmp: torch.save(state, tmp))
-    return file_sha256(path)
+    """Write a dict of tensors to ``path`` atomically as safetensors; returns the file's sha256
+    (a function of the tensors alone, see the module docstring)."""
+    data = state_bytes(state)
+    replace_atomically(path, lambda tmp: tmp.write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_into(module: torch.nn.Module, spec: dict[str, Any], state: dict[str, torch.Tensor]
@@ -164,12 +190,15 @@ def load_into(module: torch.nn.Module, spec: dict[str, Any], state: dict[str, to
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` (no arbitrary unpickling).
+    """Read a checkpoint: safetensors, or a ``.pt`` file of an older run with
+    ``torch.load(weights_only=True)`` (no arbitrary unpickling either way).
 
     Raises:
         CheckpointError: the file is missing, holds anything but a dict of tensors, or would
             need full unpickling (an arbitrary Python object).
     """
+    if Path(path).suffix == CHECKPOINT_SUFFIX:
+        return _load_safetensors(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -182,6 +211,19 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ):
         raise CheckpointError(f"{path}: not a state_dict (a dict of tensors)")
     return state
+
+
+def _load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a safetensors weights file ({first})") from None
 
 
 # ============================================================================= distributions
@@ -321,9 +363,10 @@ def load_policy(checkpoint_path: str | os.PathLike,
     """Rebuild a behaviour policy from a ladder checkpoint, without unpickling anything.
 
     Args:
-        checkpoint_path: a ``checkpoints/step-N.pt`` file of a run directory.
+        checkpoint_path: a ``checkpoints/step-N.safetensors`` (or older ``.pt``) file of a run
+            directory.
         policy_json: the run's ``policy.json``; default: two levels up from the checkpoint
-            (``<run>/checkpoints/step-N.pt`` -> ``<run>/policy.json``).
+            (``<run>/checkpoints/step-N.safetensors`` -> ``<run>/policy.json``).
 
     Raises:
         CheckpointError: missing or malformed files, or a checkpoint that is not plain weights.

@@ -7,8 +7,10 @@ Run directory ``<cache>/behaviour/<canonical env>-<cache key>/`` (``<cache>`` is
     policy.json            how to rebuild the policy network (no pickle; see policy.py)
     ladder.json            the rungs so far and whether the run is complete (the commit point)
     ladder.csv             the same rungs as a table
-    checkpoints/step-N.pt  policy state_dict at N training env steps (torch.save)
-    resume/step-N/         SB3's own model.zip (+ replay_buffer.pkl for SAC) at the last rung
+    checkpoints/step-N.safetensors
+                           policy state_dict at N training env steps (see policy.py)
+    resume/step-N/         SB3's own model.zip (+ replay_buffer.pkl for SAC) at the last rung,
+                           and rng.json: generators and env positions (see resume.py)
 
 ``resume/`` is SB3's native format, which is a pickle: spin only ever reads back files it wrote
 itself in this directory, uses them for nothing but continuing a run, and never ships them.
@@ -20,8 +22,9 @@ rungs and training state and goes on from its last rung) instead of starting ove
 
 A rung is committed in this order: checkpoint, resume state, then ``ladder.json`` replaced
 atomically. A run killed at any point therefore restarts from its last committed rung; work
-after it is redone (a resumed run is not bit-identical to an uninterrupted one: the training
-envs restart their episodes and torch's RNG state is not restored). A finished run then
+after it is redone. The resume state also holds every generator and where each training env is
+(``rng.json``, :mod:`spin_data.behaviour.resume`), so an off-policy run (sac, tqc, crossq)
+killed and resumed writes the same checkpoints, byte for byte, as an uninterrupted one. A finished run then
 confirms its expert and medium picks (:func:`confirm_rungs`): its few best rungs, and earlier
 rungs by bisection towards the medium target, scored again on many fresh episodes, committed the
 same way.
@@ -47,11 +50,14 @@ from spin_data.behaviour.ladder import Ladder, Rung, finite_or_none
 from spin_data.behaviour.policy import (
     BehaviourPolicy,
     build_policy_module,
+    checkpoint_name,
     load_into,
     load_policy,
     make_policy_spec,
     save_state,
 )
+from spin_data.behaviour.resume import (EpisodeCounter, restore_training_state,
+                                        save_training_state)
 from spin_data.collect import UniformRandomPolicy, collect_episodes
 from spin_data.envs import registry
 from spin_data.files import exclusive_lock, write_text_atomic
@@ -144,9 +150,10 @@ def make_training_env(config: BehaviourConfig) -> Any:
 
         wrapper_class = PotentialShaping
         wrapper_kwargs = {"gamma": config.hyperparameters["gamma"], "scale": scale}
+    # Inside SB3's Monitor, each env counts its episodes and steps for exact resume (resume.py).
     return make_vec_env(
-        lambda: registry.make_env(config.env, bins=config.bins, grid=config.grid,
-                                  continuous=continuous),
+        lambda: EpisodeCounter(registry.make_env(config.env, bins=config.bins, grid=config.grid,
+                                                 continuous=continuous)),
         n_envs=config.n_envs, seed=config.seed, wrapper_class=wrapper_class,
         wrapper_kwargs=wrapper_kwargs,
     )
@@ -227,7 +234,7 @@ def confirm_rungs(config: BehaviourConfig, run: Path, ladder: Ladder,
         if bar is not None:
             bar.close()
     ladder.medium_confirmed = True
-    _commit_ladder(run, ladder)
+    commit_ladder(run, ladder)
     return ladder
 
 
@@ -241,7 +248,9 @@ def _confirm_bar(config: BehaviourConfig, enabled: bool) -> Any:
 
 
 # ============================================================================= files
-def _commit_ladder(run: Path, ladder: Ladder) -> None:
+def commit_ladder(run: Path, ladder: Ladder) -> None:
+    """Write a run's ``ladder.csv`` (and, once complete, ``ladder.png``), then ``ladder.json``
+    atomically: the commit point a reader or a resumed run trusts."""
     write_text_atomic(run / "ladder.csv", ladder.to_csv())
     if ladder.complete:  # a picture of the finished run (learning curve, expert / medium marked)
         ladder.plot(str(run / "ladder.png"))
@@ -259,7 +268,7 @@ def load_ladder(run: str | os.PathLike) -> Ladder | None:
     return Ladder.from_json(path.read_text()) if path.exists() else None
 
 
-def _save_resume(model: Any, config: BehaviourConfig, run: Path, step: int) -> None:
+def _save_resume(model: Any, config: BehaviourConfig, run: Path, step: int, venv: Any) -> None:
     target = run / "resume" / f"step-{step}"
     tmp = run / "resume" / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -267,6 +276,7 @@ def _save_resume(model: Any, config: BehaviourConfig, run: Path, step: int) -> N
     model.save(tmp / "model.zip")
     if config.algorithm != "ppo":
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    save_training_state(model, venv, tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 
@@ -338,7 +348,7 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
     write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=2))
     venv = make_training_env(config)
     try:
-        model, ladder = _start_or_resume(config, run, venv, ladder, device)
+        model, ladder, resumed_from = _start_or_resume(config, run, venv, ladder, device)
         # Every learner's policy is stored as plain torch weights of one SB3 network kind
         # ("sac": the squashed-Gaussian actor; "ppo": the actor-critic) and scored from that
         # copy, so a rung's score is the score of exactly the file that datasets will load.
@@ -355,7 +365,7 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
         def add_rung(wall_seconds: float) -> Rung:
             step = int(model.num_timesteps)
             model.policy.set_training_mode(False)
-            name = f"checkpoints/step-{step}.pt"
+            name = checkpoint_name(step)
             state = learners.actor_state_dict(model, config.algorithm, config.library)
             sha = save_state(state, run / name)
             load_into(policy.module, spec, state)
@@ -366,10 +376,10 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
                         normalised=None if ref is None else finite_or_none(ref.normalise(mean)),
                         checkpoint=name, sha256=sha, wall_seconds=round(wall_seconds, 3),
                         returns=tuple(float(r) for r in returns))
-            _save_resume(model, config, run, step)
+            _save_resume(model, config, run, step, venv)
             ladder.rungs.append(rung)
             ladder.complete = step >= config.budget
-            _commit_ladder(run, ladder)
+            commit_ladder(run, ladder)
             _drop_stale(run, ladder)
             return rung
 
@@ -377,8 +387,10 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
             rung = add_rung(0.0)
             if on_rung:
                 on_rung(rung)
+        if resumed_from is not None:  # last, so that nothing above shifts the generators
+            restore_training_state(model, venv, resumed_from)
         with _progress_bar(config, ladder, progress) as bar:
-            callback = _ProgressCallback(bar)
+            callback = _ProgressCallback(bar, config.hyperparameters.get("learning_starts", 0))
             while model.num_timesteps < config.budget:
                 last = ladder.rungs[-1]
                 target = min((last.step // config.eval_every + 1) * config.eval_every,
@@ -395,16 +407,20 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
                     on_rung(rung)
         if not ladder.complete:  # resumed at or past the budget (e.g. budget already reached)
             ladder.complete = True
-            _commit_ladder(run, ladder)
+            commit_ladder(run, ladder)
             _drop_stale(run, ladder)
         return ladder
     finally:
         venv.close()
 
 
-def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
-                     ladder: Ladder | None, device: str) -> tuple[Any, Ladder]:
-    """Load the SB3 state of the last committed rung that has one, or start afresh."""
+def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any, ladder: Ladder | None,
+                     device: str) -> tuple[Any, Ladder, Path | None]:
+    """Load the SB3 state of the last committed rung that has one, or start afresh.
+
+    Returns the model, the ladder, and the resume state loaded (None for a fresh start), whose
+    generators and env positions :func:`~spin_data.behaviour.resume.restore_training_state`
+    puts back once the rest of the set-up is done."""
     if ladder is not None:
         # Walk back to the newest rung whose resume state survived (normally the last one).
         popped = False
@@ -413,16 +429,16 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
             if (state / "model.zip").exists():
                 model = _load_resume(config, state, venv, device)
                 if popped:
-                    _commit_ladder(run, ladder)  # before _drop_stale deletes their checkpoints
+                    commit_ladder(run, ladder)  # before _drop_stale deletes their checkpoints
                 _drop_stale(run, ladder)
-                return model, ladder
+                return model, ladder, state
             ladder.rungs.pop()
             popped = True
     shorter = find_shorter_run(config, run.parent)
     if shorter is not None:
         ladder = _extend(config, run, *shorter)
-        return _load_resume(config, run / "resume" / f"step-{ladder.rungs[-1].step}", venv,
-                            device), ladder
+        state = run / "resume" / f"step-{ladder.rungs[-1].step}"
+        return _load_resume(config, state, venv, device), ladder, state
     ref = registry.reference_score(config.env, config.bins)
     random_returns = evaluate_returns(
         config, UniformRandomPolicy(bin_grid_of(config)))
@@ -435,7 +451,7 @@ def _start_or_resume(config: BehaviourConfig, run: Path, venv: Any,
     )
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     shutil.rmtree(run / "resume", ignore_errors=True)
-    return _new_model(config, venv, device), ladder
+    return _new_model(config, venv, device), ladder, None
 
 
 def _load_resume(config: BehaviourConfig, state: Path, venv: Any, device: str) -> Any:
@@ -485,7 +501,7 @@ def _extend(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -
                                  confirm_episodes=0, medium_confirmed=False,
                                  rungs=[dataclasses.replace(r, confirm_returns=())
                                         for r in shorter.rungs])
-    _commit_ladder(run, ladder)
+    commit_ladder(run, ladder)
     return ladder
 
 
@@ -519,14 +535,31 @@ def _progress_callback_base() -> type:
 
 
 class _ProgressCallback(_progress_callback_base()):  # type: ignore[misc]
-    """Moves the tqdm bar with SB3's step counter (every env step, all envs at once)."""
+    """Moves the tqdm bar with SB3's step counter (every env step, all envs at once).
 
-    def __init__(self, bar: Any) -> None:
+    The first ``warmup`` steps (an off-policy learner's ``learning_starts``: random actions, no
+    updates) run ten times faster than training; the bar's rate and time left restart when they
+    end, so its estimate is the training rate from then on instead of minutes that grow to hours.
+    """
+
+    def __init__(self, bar: Any, warmup: int = 0) -> None:
         super().__init__()
         self.bar = bar
+        self.warmup = warmup
+        self.timing_restarted = False
 
     def _on_step(self) -> bool:
-        if self.bar is not None:
-            self.bar.total = max(self.bar.total, self.num_timesteps)
-            self.bar.update(self.num_timesteps - self.bar.n)
+        bar = self.bar
+        if bar is None:
+            return True
+        bar.total = max(bar.total, self.num_timesteps)
+        if not self.timing_restarted and self.num_timesteps >= self.warmup:
+            self.timing_restarted = True
+            if bar.n < self.warmup:  # it was in the warm-up until this step
+                postfix = bar.postfix
+                bar.reset(total=bar.total)  # restarts the clock and the rate
+                bar.n = bar.last_print_n = bar.initial = self.num_timesteps
+                bar.set_postfix_str(postfix or "", refresh=True)
+                return True
+        bar.update(self.num_timesteps - bar.n)
         return True

@@ -15,6 +15,7 @@ produces) is a *termination*.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Literal, Mapping, Sequence
 
@@ -27,6 +28,15 @@ from dm_control import suite  # noqa: E402
 from dm_control.rl import control  # noqa: E402
 
 from spin_data.envs.bins import BinGrid  # noqa: E402
+
+
+def _not_settotalmass_notice(record: logging.LogRecord) -> bool:
+    # mujoco 3.17 logs a deprecation of the 'settotalmass' compiler attribute each time it
+    # compiles dm_control's own cheetah.xml: nothing a user can act on, printed on every env.
+    return "'settotalmass' is deprecated" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_not_settotalmass_notice)
 
 GridKind = Literal["actuator", "unit"]
 GRID_KINDS: tuple[str, ...] = ("actuator", "unit")

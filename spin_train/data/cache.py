@@ -1,7 +1,10 @@
 """The local cache: a store materialised once into uncompressed, memory-mappable ``.npy`` files.
 
 A cache entry is keyed by the store's content checksum, so a second run starts from the cache
-at once and a changed store (a different checksum) is never served stale. Entries are filled in
+at once and a changed store (a different checksum) is never served stale. An entry is only ever
+filled from bytes that hash to that checksum (every array is checked as it is read,
+:func:`verified_arrays`), so a corrupt copy of a store is refused, never cached, and never
+poisons the entry of the intact store: an entry holds exactly the content its name says. Entries are filled in
 a private temporary directory and renamed into place, so two processes filling the same entry at
 once never see each other's half-written files: the first rename wins and the other process
 uses the winner's entry.
@@ -40,6 +43,7 @@ import numpy as np
 
 from spin_data.envs.bins import BinGrid
 from spin_data.store import open_dataset
+from spin_data.store.schema import ARRAY_PATHS, array_checksum, content_checksum
 
 ARRAY_FILES = ("rows", "next_rows", "actions", "terminations", "truncations")
 CACHE_FORMAT = 2
@@ -133,12 +137,46 @@ def _mean_std(obs: np.ndarray, block: int = 1 << 15) -> tuple[np.ndarray, np.nda
     return shift + mean_d, np.sqrt(np.maximum(squares / T - mean_d**2, 0.0))
 
 
+class CorruptStoreError(ValueError):
+    """A store's bytes do not hash to the checksums it records (a lost chunk, a changed byte)."""
+
+
+def verified_arrays(ds: Any) -> dict[str, np.ndarray]:
+    """Every array of a store, each checked against the checksum the store records for it.
+
+    The arrays are read anyway to fill the cache; hashing them as they arrive is what keeps a
+    corrupt copy from being trained on or from entering the cache (zarr reads a missing chunk
+    as zeros without complaint).
+
+    Raises:
+        CorruptStoreError: naming the store and the first array whose bytes differ.
+    """
+    if content_checksum(ds.checksums) != ds.content_checksum:
+        raise CorruptStoreError(f"{ds.location}: its array checksums do not add up to its "
+                                "content checksum; run spin-data verify")
+    arrays = {}
+    for path in ARRAY_PATHS:
+        try:
+            arrays[path] = ds.array(path)
+        except Exception as err:  # a damaged chunk fails in its codec, with the codec's error
+            raise CorruptStoreError(f"{ds.location}: array {path} cannot be read "
+                                    f"({type(err).__name__}: {err}); run spin-data verify"
+                                    ) from None
+        if array_checksum(arrays[path]) != ds.checksums[path]:
+            raise CorruptStoreError(
+                f"{ds.location}: array {path} does not match its recorded checksum (a missing "
+                "chunk reads as zeros, or its bytes changed); nothing was cached or trained "
+                "on; run spin-data verify and make or fetch the store again")
+    return arrays
+
+
 def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> None:
-    """Read the store once and write the entry's files into ``tmp``."""
+    """Read the store once, checking every array's checksum, and write the entry into ``tmp``."""
     ds = open_dataset(location, storage_options=storage_options)
-    obs = ds.array("steps/observations")
-    finals = ds.array("episodes/final_observations")
-    terminations = ds.array("steps/terminations")
+    arrays = verified_arrays(ds)
+    obs = arrays.pop("steps/observations")
+    finals = arrays["episodes/final_observations"]
+    terminations = arrays["steps/terminations"]
     ends = ds.episode_ends
     T, E, D = obs.shape[0], finals.shape[0], obs.shape[1]
     mean, std = _mean_std(obs)
@@ -147,7 +185,7 @@ def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> N
     rows[:T, :D] = obs
     del obs
     rows[T:, :D] = finals
-    rows[:T, D] = ds.array("steps/rewards")
+    rows[:T, D] = arrays["steps/rewards"]
     rows[T:, D] = 0.0
     rows[:T, D + 1] = ~terminations
     rows[T:, D + 1] = 1.0
@@ -156,9 +194,9 @@ def _fill(tmp: Path, location: str, storage_options: dict[str, Any] | None) -> N
     next_rows = np.arange(1, T + 1, dtype=np.int64)
     next_rows[ends - 1] = T + np.arange(E, dtype=np.int64)
     np.save(tmp / "next_rows.npy", next_rows)
-    np.save(tmp / "actions.npy", ds.array("steps/actions").astype(np.int64))
+    np.save(tmp / "actions.npy", arrays["steps/actions"].astype(np.int64))
     np.save(tmp / "terminations.npy", terminations)
-    np.save(tmp / "truncations.npy", ds.array("steps/truncations"))
+    np.save(tmp / "truncations.npy", arrays["steps/truncations"])
     info = {
         "cache_format": CACHE_FORMAT,
         "n_steps": int(T), "n_episodes": int(E), "obs_dim": ds.obs_dim, "n_actions": ds.n_actions,

@@ -41,6 +41,9 @@ class ASMConfig:
                      "head_hidden"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model must be a multiple of n_heads (each head gets d_model / "
+                             f"n_heads dimensions), got {self.d_model} and {self.n_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -33,7 +33,7 @@ from spin_train.device import autocast, maybe_compile, resolve_device, rng_state
 from spin_train.models.asm import ASMConfig
 from spin_train.models.actors import ACTORS, DistilledActor, make_actor
 from spin_train.models.joint import check_enumerable
-from spin_train.options import field_defaults, option
+from spin_train.options import check_finite, field_defaults, option
 from spin_train.policy.evaluate import env_make_kwargs, evaluate
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
@@ -106,6 +106,7 @@ class PolicyConfig:
     progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.actor not in POLICY_ACTORS:
             raise ValueError(f"unknown actor {self.actor!r}: accepted "
                              f"{', '.join(POLICY_ACTORS)}")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise, split_episodes
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel, ASMConfig
-from spin_train.options import field_defaults, option
+from spin_train.options import check_finite, field_defaults, option
 from spin_train.pretrain.objectives import make_objective
 from spin_train.runs import (MetricsLog, RunError, load_checkpoint, prepare_run_dir,
                              read_metrics, save_checkpoint, write_json)
@@ -73,6 +73,7 @@ class PretrainConfig:
     progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
+        check_finite(self)
         positive = ("epochs", "batch_size", "val_size", "val_every", "checkpoint_every",
                     "log_every", "vam_latent_dim")
         for name in positive:
@@ -84,6 +85,7 @@ class PretrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.early_stop_patience is not None and self.early_stop_patience < 1:
             raise ValueError(f"early_stop_patience must be >= 1, got {self.early_stop_patience}")
+        self.asm_config(1, (2,))  # the model's own checks (d_model / n_heads...), before any work
 
     def asm_config(self, obs_dim: int, bins: tuple[int, ...]) -> ASMConfig:
         return ASMConfig(obs_dim=obs_dim, bins=bins, d_model=self.d_model, n_heads=self.n_heads,

@@ -160,10 +160,13 @@ def card_markdown(ds: Dataset, *, license: str | None = None, location: str | No
         lines.append(f"Behaviour policies: {behaviour.get('algorithm', '?')} "
                      f"({behaviour.get('learner_library', 'sb3')}), "
                      f"{behaviour.get('training_steps', 0):,} training steps; checkpoints "
-                     "picked from its ladder:")
+                     "picked from its ladder"
+                     + (f" ({behaviour['checkpoints_from']})" if behaviour.get("checkpoints_from")
+                        else "") + ":")
         lines.append("")
         for source, p in behaviour["policies"].items():
-            lines.append(f"- {source}: step {p['step']:,}, checkpoint sha256 "
+            where = f" `{p['checkpoint']}`," if p.get("checkpoint") else ""
+            lines.append(f"- {source}: step {p['step']:,},{where} checkpoint sha256 "
                          f"`{p.get('checkpoint_sha256', '?')}`")
         lines.append("")
     if md.get("imported_from"):

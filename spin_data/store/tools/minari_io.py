@@ -127,7 +127,7 @@ def export_minari(location: str | os.PathLike, root: str | os.PathLike,
     task = registry.resolve(env["name"]).canonical
     bins = counts[0] if len(set(counts)) == 1 else "x".join(map(str, counts))
     target_id = dataset_id or minari_id(task, bins, str(md.get("quality", "imported")))
-    root = Path(root)
+    root = Path(root).absolute()  # minari joins a relative root onto itself
     final = root / target_id
     if final.exists():
         raise ToolError(f"{final}: a Minari dataset {target_id} exists there; exports never "

@@ -1,0 +1,144 @@
+"""Exact resume of an off-policy behaviour run: every generator and the training envs' state.
+
+SB3's ``model.zip`` and replay buffer hold the networks, optimisers and data, but a run resumed
+from them alone is not the run that would have gone on: on load, SB3 reseeds numpy, torch and the
+action space from the run's seed, sbx restarts its JAX key from it, and the training envs start
+new episodes from fresh generators. So next to them each resume state records (``rng.json``):
+
+- numpy's global generator (the replay buffer samples its batches from it), torch's CPU
+  generator (SB3's torch learners sample actions and noise from it), the action space's
+  generator (uniform warm-up actions) and sbx's JAX key (its update noise);
+- for each training env, how many episodes it has finished and how many steps into the current
+  one it is (:class:`EpisodeCounter`).
+
+:func:`restore_training_state` puts the generators back and rebuilds the envs by replay: a fresh
+env seeded as the run seeded it is reset once per finished episode (each reset draws the next
+initial state from the env's own generator, as the uninterrupted run did), then stepped through
+the current episode with the actions the replay buffer recorded for it. With that, a run killed
+and resumed from its last rung writes the same checkpoints, byte for byte, as a straight run
+(tested). It holds for the squashed-Gaussian learners (sac, tqc, crossq; all DMC runs). PPO runs
+(the mazes, minutes long) resume from their last rung without it: their rollout buffer does not
+keep the current episode's actions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+#: File of a resume state that holds the generators and env positions.
+RNG_FILE = "rng.json"
+RNG_FORMAT = 1
+
+
+class EpisodeCounter(gym.Wrapper):
+    """Counts an env's resets and the steps since the last one (what :func:`restore_training_state`
+    replays); changes nothing else."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.resets = 0
+        self.steps = 0
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.resets += 1
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        return self.env.step(action)
+
+
+def _counters(venv: Any) -> list[EpisodeCounter] | None:
+    """Each training env's counter, or None for a venv without them (the batched maze)."""
+    envs = getattr(venv, "envs", None)
+    if envs is None:
+        return None
+    found = []
+    for env in envs:
+        while not isinstance(env, EpisodeCounter):
+            if not hasattr(env, "env"):
+                return None
+            env = env.env
+        found.append(env)
+    return found
+
+
+def capture_training_state(model: Any, venv: Any) -> dict[str, Any] | None:
+    """The generators and env positions of an off-policy run between two ``learn`` calls
+    (JSON-ready), or None where exact resume does not apply (on-policy, or no counters)."""
+    import torch
+
+    counters = _counters(venv)
+    if counters is None or not hasattr(model, "replay_buffer"):
+        return None
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "format": RNG_FORMAT,
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state().tolist(),
+        "action_space": model.action_space.np_random.bit_generator.state,
+        "envs": [{"episodes": c.resets - 1, "steps": c.steps} for c in counters],
+    }
+    if hasattr(model, "key"):  # sbx: the JAX key its updates split their noise from
+        state["jax_key"] = np.asarray(model.key).tolist()
+    return state
+
+
+def save_training_state(model: Any, venv: Any, folder: Path) -> None:
+    """Write :func:`capture_training_state` to ``folder/rng.json`` (nothing when it is None)."""
+    state = capture_training_state(model, venv)
+    if state is not None:
+        (folder / RNG_FILE).write_text(json.dumps(state))
+
+
+def restore_training_state(model: Any, venv: Any, folder: Path) -> bool:
+    """Put back the state :func:`save_training_state` wrote in ``folder``: generators, env
+    episodes by replay, and the model's last observation. Call it just before training goes on
+    (anything drawing from numpy or torch after it would shift the run).
+
+    Returns:
+        Whether an exact state was restored (False: none was saved, e.g. a run from an older
+        spin or a PPO run; training then goes on from fresh episodes).
+    """
+    import torch
+
+    path = folder / RNG_FILE
+    counters = _counters(venv)
+    if not path.exists() or counters is None:
+        return False
+    state = json.loads(path.read_text())
+    if len(state["envs"]) != len(counters):
+        return False
+    if all(where["episodes"] >= 0 for where in state["envs"]):
+        model._last_obs = _replay_envs(model, venv, state["envs"])
+    # else: saved before the first reset (rung 0); training resets the envs as it would have.
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    model.action_space.np_random.bit_generator.state = state["action_space"]
+    if "jax_key" in state:
+        import jax.numpy as jnp
+
+        model.key = jnp.asarray(state["jax_key"], dtype=jnp.uint32)
+    return True
+
+
+def _replay_envs(model: Any, venv: Any, positions: list[dict[str, int]]) -> np.ndarray:
+    """Bring fresh training envs to where the run's were; returns their observations."""
+    obs = venv.reset()  # applies the seeds the run was made with: the run's first reset
+    buffer = model.replay_buffer
+    for i, where in enumerate(positions):
+        env = venv.envs[i]
+        for _ in range(where["episodes"]):
+            obs[i], _ = env.reset()
+        # The current episode's actions, as the env received them (the buffer keeps them scaled).
+        rows = (buffer.pos - where["steps"] + np.arange(where["steps"])) % buffer.buffer_size
+        for scaled in buffer.actions[rows, i]:
+            obs[i], *_ = env.step(model.policy.unscale_action(scaled))
+    return obs

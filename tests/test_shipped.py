@@ -1,0 +1,119 @@
+"""Shipped behaviour policies: checkpoints whose hash is a function of the weights, a finished
+run shipped into the catalogue, `spin-data generate` remaking a dataset from it without
+training, and a tampered checkpoint refused."""
+
+import dataclasses
+import hashlib
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spin_data.behaviour import load_ladder, load_policy, run_directory
+from spin_data.behaviour.policy import CheckpointError, load_weights, save_state
+from spin_data.behaviour.shipped import find_shipped, ship_run, shipped_name
+from spin_data.cli import main as spin_data_main
+from spin_data.files import file_sha256
+from spin_data.generate import behaviour_config, generate
+from spin_data.recipe import Recipe
+from spin_data.store import open_dataset
+
+
+def test_checkpoint_bytes_are_a_function_of_the_weights(tmp_path):
+    """torch.save writes a random serialization id into each file, so equal weights never
+    hashed alike; a safetensors checkpoint's sha256 is the same for the same tensors."""
+    generator = torch.Generator().manual_seed(0)
+    state = {"actor.mu.weight": torch.randn(6, 8, generator=generator),
+             "actor.latent_pi.0.bias": torch.randn(8, generator=generator)}
+    a = save_state(state, tmp_path / "a" / "step-0.safetensors")
+    b = save_state({k: v.clone() for k, v in reversed(list(state.items()))},
+                   tmp_path / "b" / "step-0.safetensors")
+    assert a == b == file_sha256(tmp_path / "a" / "step-0.safetensors")
+    moved = dict(state, **{"actor.latent_pi.0.bias": state["actor.latent_pi.0.bias"] + 1e-6})
+    assert save_state(moved, tmp_path / "c" / "step-0.safetensors") != a
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    with pytest.raises(CheckpointError, match="not a safetensors weights file"):
+        load_weights(tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A maze-5 medium-expert dataset made the slow way: PPO trained (test preset) in a cache."""
+    root = tmp_path_factory.mktemp("trained")
+    recipe = Recipe(env="maze-5", quality="medium-expert", size=3000, seed=0, budget="test")
+    summary = generate(recipe, str(root / "store"), cache_dir=str(root / "cache"),
+                       progress=False)
+    return recipe, run_directory(behaviour_config(recipe), root / "cache"), summary
+
+
+def test_generate_remakes_the_dataset_from_shipped_policies_without_training(
+        trained, tmp_path, monkeypatch):
+    recipe, run, first = trained
+    catalog, fresh_cache = tmp_path / "catalog", tmp_path / "fresh-cache"
+    monkeypatch.setenv("SPIN_CATALOG", str(catalog))
+    monkeypatch.setenv("SPIN_CACHE_DIR", str(fresh_cache))  # a machine that never trained
+    result = CliRunner().invoke(spin_data_main, ["ship-behaviour", str(run)])
+    assert result.exit_code == 0, result.output
+    shipped = catalog / "ladders" / shipped_name(behaviour_config(recipe))
+    assert find_shipped(behaviour_config(recipe)) == shipped
+    ladder, original = load_ladder(shipped), load_ladder(run)
+    picks = open_dataset(first["location"]).metadata["behaviour"]["policies"]
+    # Only the rungs datasets use travel; every rung keeps its (safetensors) hash.
+    assert sorted(p.name for p in (shipped / "checkpoints").iterdir()) == sorted(
+        f"step-{picks[s]['step']}.safetensors" for s in ("medium", "expert"))
+    assert [(r.step, r.sha256) for r in ladder.rungs] == [
+        (r.step, r.sha256) for r in original.rungs]
+
+    args = ["generate", "--env", "maze-5", "--quality", "medium-expert", "--size", "3000",
+            "--budget", "test"]
+    result = CliRunner().invoke(spin_data_main, args + ["--out", str(tmp_path / "remade")])
+    assert result.exit_code == 0, result.output
+    assert f"behaviour: shipped policies {shipped}" in result.output
+    assert not (fresh_cache / "behaviour").exists()  # nothing trained
+    remade = open_dataset(tmp_path / "remade")
+    assert f"content {remade.content_checksum}" in result.output
+    assert remade.content_checksum == first["content_checksum"]
+    behaviour = remade.metadata["behaviour"]
+    assert behaviour["checkpoints_from"] == f"shipped: {catalog.name}/ladders/{shipped.name}"
+    assert {s: p["checkpoint_sha256"] for s, p in behaviour["policies"].items()} == {
+        s: p["checkpoint_sha256"] for s, p in picks.items()}
+    assert "shipped:" in (tmp_path / "remade" / "README.md").read_text()
+
+    # A tampered shipped checkpoint is refused with both hashes; nothing is generated.
+    expert = shipped / ladder.expert().checkpoint
+    data = bytearray(expert.read_bytes())
+    data[-1] ^= 0xFF
+    expert.write_bytes(bytes(data))
+    result = CliRunner().invoke(spin_data_main, args + ["--out", str(tmp_path / "tampered")])
+    assert result.exit_code == 1
+    found = hashlib.sha256(bytes(data)).hexdigest()
+    assert f"sha256 {found} does not match its ladder's {ladder.expert().sha256}" in result.output
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: {expert}: sha256")
+    assert not (tmp_path / "tampered").exists() and not (fresh_cache / "behaviour").exists()
+
+
+def test_shipping_a_run_of_pt_checkpoints_rederives_the_same_hashes(trained, tmp_path):
+    """Runs trained before safetensors hold torch.save files, whose hashes cannot be
+    reproduced; shipping re-derives each rung's hash from its weights."""
+    _, run, _ = trained
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy, ignore=shutil.ignore_patterns("resume", ".lock"))
+    ladder = load_ladder(legacy)
+    rungs = []
+    for rung in ladder.rungs:
+        old = legacy / rung.checkpoint
+        pt = old.with_suffix(".pt")
+        torch.save(load_weights(old), pt)
+        old.unlink()
+        rungs.append(dataclasses.replace(rung, checkpoint=f"checkpoints/{pt.name}",
+                                         sha256=file_sha256(pt)))
+    (legacy / "ladder.json").write_text(dataclasses.replace(ladder, rungs=rungs).to_json())
+    shipped = ship_run(legacy, tmp_path / "shipped")
+    assert [(r.checkpoint, r.sha256) for r in shipped.rungs] == [
+        (r.checkpoint, r.sha256) for r in load_ladder(run).rungs]
+    with pytest.raises(ValueError, match="not a finished, confirmed behaviour run"):
+        ship_run(tmp_path / "shipped" / "checkpoints", tmp_path / "elsewhere")
