@@ -4,7 +4,8 @@ Loads: a humanoid-shaped store (D = 67, N = 21, 1000-step episodes) loaded
   - the reference code's way: unpickle a list of (s, a, r, s', done) tuples, stack it with list
     comprehensions into numpy, make tensors (every run pays this);
   - spin's first load: read the Zarr store, fill the .npy cache, place the tensors;
-  - spin's second load: cache hit, place the tensors.
+  - spin's second load: cache hit, place the tensors;
+  - what a first load spends verifying the store's checksums: its reads alone, and with them.
 Sampling (batches/s at batch 256 and 1024):
   - ceiling: ``torch.randint`` indexing five preloaded tensors (s, a, r, s', not_done);
   - spin, device placement and host placement;
@@ -33,7 +34,9 @@ from common import timed, write_results  # noqa: E402
 
 from spin_data.envs.bins import BinGrid  # noqa: E402
 from spin_data.store import DatasetWriter, open_dataset  # noqa: E402
+from spin_data.store.schema import ARRAY_PATHS  # noqa: E402
 from spin_train.data import TransitionBuffer, materialise  # noqa: E402
+from spin_train.data.cache import verified_arrays  # noqa: E402
 
 D, N, EPISODE = 67, 21, 1000
 
@@ -139,6 +142,13 @@ def main() -> None:
 
         results["loads_s"][f"spin first load ({placement})"] = timed(first_load, load_repeats)
         results["loads_s"][f"spin second load ({placement})"] = timed(second_load, load_repeats)
+
+    # What verifying the store's checksums adds to a first load (every array is read anyway).
+    ds = open_dataset(store)
+    results["loads_s"]["first load's reads alone (no checksums)"] = timed(
+        lambda: [ds.array(path) for path in ARRAY_PATHS], load_repeats)
+    results["loads_s"]["first load's reads + checksums (verified_arrays)"] = timed(
+        lambda: verified_arrays(ds), load_repeats)
 
     tensors = reference_load(pkl, device)
     T = tensors["r"].shape[0]

@@ -36,8 +36,9 @@ from spin_data.behaviour.ladder import WEAK_EXPERT_THRESHOLD
 from spin_data.collect import BatchPolicy, UniformRandomPolicy, collect_episodes
 from spin_data.envs import registry
 from spin_data.recipe import SOURCES, Recipe
-from spin_data.store import DatasetWriter, publish
-from spin_data.store.location import default_staging_dir, parse_location
+from spin_data.store import DatasetWriter, publish, writer_lock
+from spin_data.store.location import (StoreLocationError, default_staging_dir, exists,
+                                      parse_location)
 from spin_data.store.writer import StagingExists
 
 #: Parts of source k are numbered from k * PART_STRIDE, so the store lists random, medium,
@@ -350,13 +351,26 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     """Make the recipe's dataset at ``out``; returns a summary (also printed by the CLI).
 
     Behaviour policies come from the catalogue's shipped run when it matches the recipe (see
-    :func:`pick_behaviour`; ``retrain`` trains instead).
+    :func:`pick_behaviour`; ``retrain`` trains instead). The whole run holds ``out``'s writer lock
+    (:func:`spin_data.store.writer_lock`): a second writer of the same output is refused, naming
+    this process, and never mixes its parts into this one's.
 
     Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
     the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
     (local stores, card excluded), ``card`` (the README.md written into a directory store, see
     :mod:`spin_data.store.tools.card`; None elsewhere), ``warnings``.
     """
+    with writer_lock(out):
+        if exists(parse_location(os.fspath(out))):
+            raise StoreLocationError(f"{os.fspath(out)}: published by another process meanwhile")
+        return _generate_locked(recipe, out, workers=workers, n_envs=n_envs, backend=backend,
+                                address=address, cache_dir=cache_dir, progress=progress,
+                                retrain=retrain)
+
+
+def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, backend: str,
+                     address: str | None, cache_dir: str | None, progress: bool,
+                     retrain: bool) -> dict[str, Any]:
     location = os.fspath(out)
     timings: dict[str, float] = {}
     warnings: list[str] = []

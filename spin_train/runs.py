@@ -44,8 +44,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a foreign or corrupt file: say which, not a pickle traceback
-        raise RunError(f"{path} is not a spin checkpoint that loads as plain weights: "
-                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        # torch's own text goes on to suggest weights_only=False, i.e. running the file's code:
+        # only its first sentence is kept.
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
+        raise RunError(f"{path} is not a spin checkpoint that loads as plain weights "
+                       f"({type(exc).__name__}: {first}); nothing was run from it") from None
 
 
 def _finite(value: Any) -> Any:

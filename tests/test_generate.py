@@ -90,6 +90,39 @@ def test_killed_generate_resumes_to_the_same_store(tmp_path):
     assert open_dataset(out).checksums == open_dataset(tmp_path / "clean").checksums
 
 
+def test_a_second_writer_of_a_live_output_is_refused_naming_it(tmp_path):
+    """Two generates to one --out once merged both writers' parts into one verified store.
+    Now the live run holds the output's writer lock for its lifetime: a second writer of the
+    same recipe or another one, and a --discard, are refused naming its pid, and the live
+    run's store equals a single run's bytes."""
+    script = tmp_path / "gen.py"
+    script.write_text(GENERATE_SCRIPT)
+    out = tmp_path / "raced"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)])
+    parts = Path(str(out) + ".partial") / "parts"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts.glob("part-*/journal.jsonl")):
+        time.sleep(0.05)
+    runner = CliRunner()
+    try:
+        for args in (["--env", "finger", "--quality", "random", "--size", "12000", "--seed",
+                      "5"],
+                     ["--env", "finger", "--quality", "random", "--size", "3000"],
+                     ["--env", "finger", "--quality", "random", "--size", "3000", "--discard"]):
+            result = runner.invoke(spin_data_main, ["generate", *args, "--out", str(out)])
+            assert result.exit_code == 1, result.output
+            assert f"another process (pid {proc.pid}) is writing this dataset" in result.output
+            assert "interrupted" not in result.output and "Traceback" not in result.output
+        assert proc.poll() is None  # the refusals happened while it was writing
+    finally:
+        proc.wait(timeout=300)
+    assert proc.returncode == 0
+    recipe = Recipe(env="finger", quality="random", size=12000, seed=5, episodes_per_task=1)
+    generate(recipe, str(tmp_path / "single"), workers=1, progress=False)
+    assert open_dataset(out).checksums == open_dataset(tmp_path / "single").checksums
+    assert not Path(str(out) + ".partial").exists()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(quality="great"), "unknown quality 'great'"),
     (dict(quality="random", size=0), "size must be a positive number"),
@@ -117,6 +150,13 @@ def test_catalog_and_recipe_files(tmp_path):
     bad.write_text(yaml.safe_dump({"env": "cheetah", "quality": "expert", "sise": 10}))
     with pytest.raises(RecipeError, match="bad.yaml: unknown key 'sise'"):
         Recipe.from_yaml(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("env: cheetah\nquality: [expert\nsize: 10\n")  # an unclosed list
+    with pytest.raises(RecipeError, match=r"broken.yaml:3: not valid YAML: expected ','"):
+        Recipe.from_yaml(broken)
+    result = CliRunner().invoke(spin_data_main, ["generate", "--recipe", str(broken)])
+    assert result.exit_code == 2 and f"{broken}:3: not valid YAML" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_cli_generate_refuses_bad_input_and_other_datasets(tmp_path):

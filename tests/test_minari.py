@@ -184,5 +184,5 @@ def test_export_to_a_relative_directory(maze_medium_expert, tmp_path, monkeypatc
     monkeypatch.setenv("MINARI_DATASETS_PATH", "relative-minari")
     result = run_cli("export", store, "--format", "minari", "--out", "relative-minari")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "relative-minari" / MAZE_ID / "metadata.json").is_file()
+    assert (tmp_path / "relative-minari" / MAZE_ID / "data" / "main_data.hdf5").is_file()
     assert minari.load_dataset(MAZE_ID).total_steps == open_dataset(store).n_steps

@@ -211,10 +211,13 @@ datasets:
     (GOOD_HEAD + "colour: red\n", 7, ["unknown key 'colour' in the pipeline"]),
     (GOOD_HEAD + "report:\n  score_scale: x100\n", 8,
      ["report: score_scale must be one of fraction, percent, got 'x100'"]),
+    ("name: bad\ndatasets:\n  rand:\n    recipe: broken.yaml\n", 4,
+     ["dataset 'rand': invalid recipe: ", "broken.yaml:3: not valid YAML"]),
 ])
 def test_bad_pipeline_files_are_refused_naming_line_and_key(tmp_path, body, line, fragments):
     file = tmp_path / "bad.yaml"
     file.write_text(body)
+    (tmp_path / "broken.yaml").write_text("env: maze-5\nquality: [random\nsize: 10\n")
     with pytest.raises(PipelineError) as err:
         build_graph(load_pipeline(file, out=tmp_path / "out"))
     message = str(err.value)

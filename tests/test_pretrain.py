@@ -295,6 +295,7 @@ def test_cli_refusals_are_one_line(maze_medium_expert, tmp_path):
     res = runner.invoke(spin_train_main, ["probe", "--asm", str(evil), "--dataset", str(store),
                                           "--device", "cpu"])
     assert res.exit_code == 1 and "loads as plain weights" in res.output
+    assert "weights_only" not in res.output  # torch's advice to load it unsafely is not passed on
 
 
 @pytest.mark.cuda

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from spin_data.behaviour import load_ladder, load_policy, run_directory
+from spin_data.behaviour import load_ladder, run_directory
 from spin_data.behaviour.policy import CheckpointError, load_weights, save_state
 from spin_data.behaviour.shipped import find_shipped, ship_run, shipped_name
 from spin_data.cli import main as spin_data_main

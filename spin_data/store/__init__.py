@@ -6,8 +6,10 @@ from spin_data.store.writer import (
     DatasetWriteError,
     DatasetWriter,
     StagingExists,
+    WriterBusy,
     discard,
     publish,
+    writer_lock,
 )
 
 __all__ = [
@@ -18,8 +20,10 @@ __all__ = [
     "Episode",
     "StagingExists",
     "StoreLocationError",
+    "WriterBusy",
     "discard",
     "open_dataset",
     "parse_location",
     "publish",
+    "writer_lock",
 ]

@@ -20,6 +20,7 @@ equals one writer that wrote part 0's episodes, then part 1's, and so on.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import getpass
 import json
@@ -31,6 +32,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -38,6 +40,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from spin_data.envs.bins import BinGrid
+from spin_data.files import exclusive_lock
 from spin_data.store import schema
 from spin_data.store.location import (
     Location,
@@ -71,6 +74,49 @@ class StagingExists(RuntimeError):
 
 class DatasetWriteError(ValueError):
     """An episode or a publish request that does not fit the dataset."""
+
+
+class WriterBusy(RuntimeError):
+    """Another live process is writing the same dataset (it holds the staging area's lock)."""
+
+
+#: The lock file of a staging area: held by the one process writing that dataset.
+WRITER_LOCK = ".writer.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(location: str | os.PathLike, *,
+                staging_dir: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Own the staging area of ``location`` for the block: one writing process per dataset.
+
+    An flock on ``<staging>/.writer.lock`` (released by the OS if the process dies, so a
+    killed run's staging area is free to resume or discard); the holder's pid is written in it
+    so that a refused process can name it. Yields the staging directory.
+
+    Raises:
+        WriterBusy: another live process holds it.
+    """
+    loc = parse_location(location)
+    staging = Path(staging_dir) if staging_dir else default_staging_dir(loc)
+    staging.mkdir(parents=True, exist_ok=True)
+    lock = staging / WRITER_LOCK
+
+    def busy() -> WriterBusy:
+        try:
+            pid = lock.read_text().strip() or "?"
+        except OSError:
+            pid = "?"
+        return WriterBusy(f"{loc.original}: another process (pid {pid}) is writing this dataset "
+                          "right now; wait for it to finish or write elsewhere")
+
+    with exclusive_lock(lock, busy):
+        lock.write_text(f"{os.getpid()}\n")
+        try:
+            yield staging
+        finally:  # a write that stopped before collecting anything leaves no staging area
+            if staging.exists() and set(os.listdir(staging)) <= {WRITER_LOCK}:
+                lock.unlink(missing_ok=True)
+                staging.rmdir()
 
 
 def _part_dir(staging: Path, part: int) -> Path:
@@ -508,6 +554,7 @@ def publish(
         zarr.consolidate_metadata(LocalStore(str(build)), zarr_format=3)
     publish_directory(build, loc, storage_options=storage_options)
     shutil.rmtree(staging / "parts", ignore_errors=True)
+    (staging / WRITER_LOCK).unlink(missing_ok=True)  # the store is out: nothing left to guard
     try:
         staging.rmdir()
     except OSError:
@@ -516,10 +563,42 @@ def publish(
 
 
 def discard(location: str | os.PathLike, *, staging_dir: str | os.PathLike | None = None) -> bool:
-    """Delete an interrupted write of ``location`` (its staging area); True if there was one."""
+    """Delete an interrupted write of ``location`` (its staging area); True if there was one.
+
+    Raises:
+        WriterBusy: the write is not interrupted: a live process is still writing it.
+    """
     staging = Path(staging_dir) if staging_dir else default_staging_dir(parse_location(location))
     if not staging.exists():
         return False
-    shutil.rmtree(staging)
+    with writer_lock(location, staging_dir=staging) as held:
+        _clear_staging(held)
     return True
+
+
+def _clear_staging(staging: Path) -> None:
+    """Delete a held staging area's contents (its lock file stays until the lock is released)."""
+    for entry in staging.iterdir():
+        if entry.name == WRITER_LOCK:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextlib.contextmanager
+def single_writer(location: str | os.PathLike, *, obs_dim: int, bin_grid: BinGrid
+                  ) -> Iterator["DatasetWriter"]:
+    """A :class:`DatasetWriter` that owns ``location``'s staging area for the block
+    (:func:`writer_lock`), for one-shot writes (combine, import) that restart from their inputs:
+    if the block fails, its staging area is dropped rather than left to block the next try."""
+    with writer_lock(location) as staging:
+        writer = DatasetWriter(location, obs_dim=obs_dim, bin_grid=bin_grid)
+        try:
+            yield writer
+        except BaseException:
+            writer.close()
+            _clear_staging(staging)
+            raise
 

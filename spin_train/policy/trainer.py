@@ -139,6 +139,9 @@ class PolicyConfig:
             raise ValueError(f"saint_dropout must be in [0, 1), got {self.saint_dropout}")
         if self.reward_scale is not None and self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
+        # SAINT's transformer sizes, checked by the model's own config before any work starts.
+        ASMConfig(obs_dim=1, bins=(2,), d_model=self.d_model, n_heads=self.n_heads,
+                  n_layers=self.n_layers, dropout=self.saint_dropout)
 
     def algo_kwargs(self) -> dict[str, Any]:
         common = dict(lr=self.lr, discount=self.discount, tau=self.tau,

@@ -21,7 +21,7 @@ from spin_data.store.tools.restricted_pickle import (
     PickleNotAllowed,
     RestrictedUnpickler,
 )
-from spin_data.store.writer import DatasetWriter, discard
+from spin_data.store.writer import single_writer
 
 
 @dataclass(frozen=True)
@@ -227,8 +227,8 @@ def import_benchmark_pickle(
     if task.reference_scores is not None:
         metadata["reference_scores"] = task.reference_scores
 
-    writer = DatasetWriter(out, obs_dim=obs_dim, bin_grid=bin_grid)
-    try:
+    # An import restarts from its file: a failed one leaves nothing.
+    with single_writer(out, obs_dim=obs_dim, bin_grid=bin_grid) as writer:
         starts = np.concatenate([[0], data.ends[:-1]])
         for e, (start, stop) in enumerate(zip(starts.tolist(), data.ends.tolist())):
             writer.add_episode(
@@ -238,9 +238,5 @@ def import_benchmark_pickle(
                 source=source, seed=-1,
             )
         return writer.publish(metadata, workers=workers)
-    except BaseException:
-        writer.close()
-        discard(out)  # an import restarts from its file: leave no staging behind
-        raise
 
 

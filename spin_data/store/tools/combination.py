@@ -15,7 +15,7 @@ from spin_data.store.tools.base import (
     open_any,
     read_array,
 )
-from spin_data.store.writer import DatasetWriter, discard
+from spin_data.store.writer import DatasetWriter, single_writer
 
 
 # ============================================================================= combine
@@ -100,17 +100,11 @@ def combine(
         ],
     }
 
-    writer = DatasetWriter(out, obs_dim=first.obs_dim, bin_grid=first.bin_grid)
-    try:
+    # A combine is not resumable (it restarts from its inputs): a failed one leaves nothing.
+    with single_writer(out, obs_dim=first.obs_dim, bin_grid=first.bin_grid) as writer:
         for ds in datasets:
             _copy_episodes(ds, writer)
         return writer.publish(metadata, workers=workers)
-    except BaseException:
-        # A combine is not resumable (it restarts from its inputs), so a failed one must not
-        # leave a staging area that would block the next attempt.
-        writer.close()
-        discard(out)
-        raise
 
 
 def _checked(ds: Dataset, path: str) -> np.ndarray:

@@ -44,7 +44,7 @@ from spin_data.envs.gym_ids import ENTRY_POINT, NAMESPACE, VERSION
 from spin_data.store import schema
 from spin_data.store.tools.base import (ToolError, default_dataset_id, imported_task, open_any,
                                         read_array)
-from spin_data.store.writer import DatasetWriter, discard
+from spin_data.store.writer import single_writer
 
 #: Minari's on-disk format spin writes (see the module docstring).
 MINARI_DATA_FORMAT = "hdf5"
@@ -289,10 +289,10 @@ def import_minari(
                 "returns", "created", "versions")
     metadata = {k: v for k, v in metadata.items() if k not in computed}
 
-    writer = DatasetWriter(out, obs_dim=int(dataset.observation_space.shape[0]),
-                           bin_grid=bin_grid)
     snapped = total = 0
-    try:
+    # An import restarts from its source: a failed one leaves nothing.
+    with single_writer(out, obs_dim=int(dataset.observation_space.shape[0]),
+                       bin_grid=bin_grid) as writer:
         episode_md = dataset.storage.get_episode_metadata(range(dataset.total_episodes))
         for episode, attrs in zip(dataset.iterate_episodes(), episode_md):
             actions = np.asarray(episode.actions)
@@ -314,7 +314,3 @@ def import_minari(
                         "did not execute")
             metadata["imported_from"]["quantised_actions"] = snapped
         return writer.publish(metadata, workers=workers), notes
-    except BaseException:
-        writer.close()
-        discard(out)  # an import restarts from its source: leave no staging behind
-        raise
