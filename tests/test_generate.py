@@ -72,15 +72,23 @@ if __name__ == "__main__":
 """
 
 
-def test_killed_generate_resumes_to_the_same_store(tmp_path):
+def _generate_in_a_process(tmp_path: Path, out: Path, parts_done: int
+                           ) -> tuple[subprocess.Popen, Path]:
+    """GENERATE_SCRIPT started in its own process, returned once ``parts_done`` collection
+    parts are on disk (or after 2 minutes); also returns the staging area's parts folder."""
     script = tmp_path / "gen.py"
     script.write_text(GENERATE_SCRIPT)
-    out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(script), str(out)])
     parts = Path(str(out) + ".partial") / "parts"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*/journal.jsonl"))) < 4:
+    while time.time() < deadline and len(list(parts.glob("part-*/journal.jsonl"))) < parts_done:
         time.sleep(0.05)
+    return proc, parts
+
+
+def test_killed_generate_resumes_to_the_same_store(tmp_path):
+    out = tmp_path / "killed"
+    proc, parts = _generate_in_a_process(tmp_path, out, parts_done=4)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists() and len(list(parts.glob("part-*"))) >= 4
@@ -95,14 +103,8 @@ def test_a_second_writer_of_a_live_output_is_refused_naming_it(tmp_path):
     Now the live run holds the output's writer lock for its lifetime: a second writer of the
     same recipe or another one, and a --discard, are refused naming its pid, and the live
     run's store equals a single run's bytes."""
-    script = tmp_path / "gen.py"
-    script.write_text(GENERATE_SCRIPT)
     out = tmp_path / "raced"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)])
-    parts = Path(str(out) + ".partial") / "parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(parts.glob("part-*/journal.jsonl")):
-        time.sleep(0.05)
+    proc, _ = _generate_in_a_process(tmp_path, out, parts_done=1)
     runner = CliRunner()
     try:
         for args in (["--env", "finger", "--quality", "random", "--size", "12000", "--seed",
