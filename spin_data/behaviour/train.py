@@ -24,10 +24,10 @@ A rung is committed in this order: checkpoint, resume state, then ``ladder.json`
 atomically. A run killed at any point therefore restarts from its last committed rung; work
 after it is redone. The resume state also holds every generator and where each training env is
 (``rng.json``, :mod:`spin_data.behaviour.resume`), so an off-policy run (sac, tqc, crossq)
-killed and resumed writes the same checkpoints, byte for byte, as an uninterrupted one. A finished run then
-confirms its expert and medium picks (:func:`confirm_rungs`): its few best rungs, and earlier
-rungs by bisection towards the medium target, scored again on many fresh episodes, committed the
-same way.
+killed and resumed writes the same checkpoints, byte for byte, as an uninterrupted one. A
+finished run then confirms its expert and medium picks (:func:`confirm_rungs`): its few best
+rungs, and earlier rungs by bisection towards the medium target, scored again on many fresh
+episodes, committed the same way.
 """
 
 from __future__ import annotations
