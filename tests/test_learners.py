@@ -56,7 +56,7 @@ def test_exported_actor_acts_exactly_as_the_learner(algorithm, library, tmp_path
                             env.get_wrapper_attr("bin_grid"))
     (tmp_path / "policy.json").write_text(json.dumps(spec))
     save_state(state, tmp_path / "checkpoints" / "step-0.safetensors")
-    policy = load_policy(tmp_path / "checkpoints" / "step-0.safetensors")  # torch only, weights_only
+    policy = load_policy(tmp_path / "checkpoints" / "step-0.safetensors")  # torch, no JAX
     obs = _random_observations(env, 200)
     learner_actions = np.asarray(model.predict(obs, deterministic=True)[0])  # in Box bounds
     dist = policy.distribution(obs)

@@ -4,10 +4,10 @@ A cache entry is keyed by the store's content checksum, so a second run starts f
 at once and a changed store (a different checksum) is never served stale. An entry is only ever
 filled from bytes that hash to that checksum (every array is checked as it is read,
 :func:`verified_arrays`), so a corrupt copy of a store is refused, never cached, and never
-poisons the entry of the intact store: an entry holds exactly the content its name says. Entries are filled in
-a private temporary directory and renamed into place, so two processes filling the same entry at
-once never see each other's half-written files: the first rename wins and the other process
-uses the winner's entry.
+poisons the entry of the intact store: an entry holds exactly the content its name says. Entries
+are filled in a private temporary directory and renamed into place, so two processes filling the
+same entry at once never see each other's half-written files: the first rename wins and the
+other process uses the winner's entry.
 
 Entry layout (``<cache root>/<checksum hex>/``)::
 
