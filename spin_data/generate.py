@@ -230,13 +230,12 @@ def shipped_policies(recipe: Recipe) -> tuple[Path, Any, dict[str, Any]] | None:
     Raises:
         ShippedCheckpointError: a shipped checkpoint's sha256 differs from its ladder's.
     """
-    from spin_data.behaviour import load_ladder
     from spin_data.behaviour.shipped import find_shipped, shipped_checkpoint
 
-    run = find_shipped(behaviour_config(recipe))
-    ladder = None if run is None else load_ladder(run)
-    if ladder is None:
+    found = find_shipped(behaviour_config(recipe))
+    if found is None:
         return None
+    run, ladder = found
     rungs = _picked_rungs(recipe, ladder)
     if not all([shipped_checkpoint(run, rung) for rung in rungs.values()]):
         return None

@@ -58,7 +58,7 @@ def test_generate_remakes_the_dataset_from_shipped_policies_without_training(
     result = CliRunner().invoke(spin_data_main, ["ship-behaviour", str(run)])
     assert result.exit_code == 0, result.output
     shipped = catalog / "ladders" / shipped_name(behaviour_config(recipe))
-    assert find_shipped(behaviour_config(recipe)) == shipped
+    assert find_shipped(behaviour_config(recipe)) == (shipped, load_ladder(shipped))
     ladder, original = load_ladder(shipped), load_ladder(run)
     picks = open_dataset(first["location"]).metadata["behaviour"]["policies"]
     # Only the rungs datasets use travel; every rung keeps its (safetensors) hash.

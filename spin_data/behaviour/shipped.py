@@ -52,8 +52,10 @@ def shipped_name(config: BehaviourConfig) -> str:
     return f"{config.canonical_env}-{config.bins}bins-{config.algorithm}-{config.library}"
 
 
-def find_shipped(config: BehaviourConfig, root: str | os.PathLike | None = None) -> Path | None:
-    """The shipped run of ``config`` (same cache key, complete and confirmed), or None."""
+def find_shipped(config: BehaviourConfig, root: str | os.PathLike | None = None
+                 ) -> tuple[Path, Ladder] | None:
+    """The shipped run of ``config`` (same cache key, complete and confirmed): its folder and
+    ladder, or None."""
     base = Path(root) if root is not None else ladders_dir()
     key = config.cache_key()
     for path in sorted(base.glob("*/ladder.json")):
@@ -62,7 +64,7 @@ def find_shipped(config: BehaviourConfig, root: str | os.PathLike | None = None)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a ladder this spin reads: not a match
         if ladder.cache_key == key and ladder.complete and ladder.medium_confirmed:
-            return path.parent
+            return path.parent, ladder
     return None
 
 
