@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -456,7 +457,7 @@ def _parse_budget(value: str) -> str | int:
 
 
 @contextlib.contextmanager
-def _resume_hint(kept: Any) -> Any:
+def _resume_hint(kept: Callable[[], str]) -> Iterator[None]:
     """Ctrl-C: say what was kept and that the same command resumes, then exit 130."""
     try:
         yield
