@@ -412,6 +412,7 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
                            "no training (--retrain trains instead)", err=True)
             else:
                 _announce_behaviour(gen.behaviour_config(recipe), None)
+        _announce_collection(recipe, workers)
         with _resume_hint(lambda: "collected parts and any behaviour rungs are kept"):
             summary = gen.generate(recipe, location, workers=workers, backend=backend,
                                    address=address, retrain=retrain)
@@ -454,6 +455,19 @@ def _parse_budget(value: str) -> str | int:
         raise click.BadParameter(f"{value!r}: the budget must be > 0 env steps",
                                  param_hint="--budget")
     return steps
+
+
+def _announce_collection(recipe: Any, workers: int) -> None:
+    """Before collecting: how long collection should take, from a few measured episodes."""
+    from spin_data import generate as gen
+    from spin_data.behaviour.estimate import format_duration
+
+    rate = gen.collection_rate(recipe)
+    parallel = max(1, min(workers, os.cpu_count() or 1))
+    click.echo(f"collection: {recipe.size:,} steps on {parallel} worker(s), at least "
+               f"{format_duration(recipe.size / (rate * parallel))} (this machine steps "
+               f"{recipe.canonical_env} at {rate:,.0f} steps/s with random actions; the "
+               "policies' forward pass comes on top)", err=True)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,17 @@ def task_envs(recipe: Recipe, n_envs: int) -> list[Any]:
     return envs
 
 
+def collection_rate(recipe: Recipe, n_envs: int = 4) -> float:
+    """Env steps/s at which this process steps the recipe's task: ``n_envs`` episodes in
+    lockstep with uniform random actions (a lower bound on collection time: the behaviour
+    policies' forward pass comes on top)."""
+    envs = task_envs(recipe, n_envs)[:n_envs]
+    policy = UniformRandomPolicy(envs[0].get_wrapper_attr("bin_grid"))
+    start = time.perf_counter()
+    steps = sum(len(ep.rewards) for ep in collect_episodes(envs, policy, range(n_envs)))
+    return steps / max(time.perf_counter() - start, 1e-9)
+
+
 def _part_writer(recipe: Recipe, location: str, staging: str, part: int) -> DatasetWriter:
     """The writer of one part (continuing it if it exists)."""
     probe = task_envs(recipe, 1)[0]

@@ -168,6 +168,8 @@ def test_cli_generate_refuses_bad_input_and_other_datasets(tmp_path):
     first = runner.invoke(spin_data_main, args)
     assert first.exit_code == 0, first.output
     assert "published" in first.output and "normalised" in first.output
+    assert "collection: 600 steps on 1 worker(s), at least " in first.output  # the plan
+    assert f"content {open_dataset(out).content_checksum}" in first.output
     again = runner.invoke(spin_data_main, args)
     assert again.exit_code == 0 and "already holds this dataset" in again.output
     other = runner.invoke(spin_data_main, args[:-4] + ["--size", "900", "--out", out])
