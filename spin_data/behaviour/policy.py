@@ -204,13 +204,19 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: refused: not a plain weights file ({first})") from None
+        raise CheckpointError(f"{path}: refused: not a plain weights file ({_first_line(err)})"
+                              ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"{path}: not a state_dict (a dict of tensors)")
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    """An error's first line (its type's name when it has no text)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -222,8 +228,8 @@ def _load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except (SafetensorError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a safetensors weights file ({first})") from None
+        raise CheckpointError(f"{path}: not a safetensors weights file ({_first_line(err)})"
+                              ) from None
 
 
 # ============================================================================= distributions
