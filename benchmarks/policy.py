@@ -78,7 +78,7 @@ from common import (TASKS, Losses, StepRow, benchmark_parser, parse_benchmark_ar
                     rate_stats, run_payload, scratch_store, time_rows, write_results)
 
 from spin_data.store import open_dataset  # noqa: E402
-from spin_train.algos import IQL  # noqa: E402
+from spin_train.algos import IQL, IQLOptions  # noqa: E402
 from spin_train.data import ObservationNormaliser, TransitionBuffer  # noqa: E402
 from spin_train.device import maybe_compile  # noqa: E402
 from spin_train.models.actors import make_actor  # noqa: E402
@@ -266,7 +266,7 @@ def spin_algo(kind: str, D: int, N: int, K: int, args, device: torch.device) -> 
                                              n_heads=args.n_heads, n_layers=args.n_layers))
         asm = asm.to(device)
     actor = make_actor(kind, obs_dim=D, bins=bins, asm=asm).to(device)
-    algo = IQL(actor, D, bins, critic_hidden=256).to(device)
+    algo = IQL(actor, D, bins, IQLOptions(critic_hidden=256)).to(device)
     algo.use_autocast(device, True)
     return algo
 

@@ -29,10 +29,11 @@ import torch
 
 from pipelines.merlion_diagnosis import play
 from spin_train.algos import MerlionLearner
-from spin_train.algos.merlion import MERLION_ALGORITHMS
 from spin_train.data import ObservationNormaliser, materialise
-from spin_train.models.actors import ratio_constrained_argmax
+from spin_train.models.support import ratio_constrained_argmax
 from spin_train.policy import PolicyConfig
+from spin_train.policy.evaluate import evaluation_seeds
+from spin_train.policy.trainer import build_learner
 from spin_train.runs import load_checkpoint, read_metrics
 
 
@@ -60,7 +61,7 @@ def load_run(run_dir: Path) -> tuple[PolicyConfig, dict, MerlionLearner, Observa
     cfg = PolicyConfig(**{k: v for k, v in resolved.items() if k in names})
     cached = materialise(cfg.dataset, cache_dir=cfg.cache_dir)
     bins = tuple(int(b) for b in cached.bin_grid.counts)
-    algo = MERLION_ALGORITHMS[cfg.algo](cached.obs_dim, bins, **cfg.algo_kwargs())
+    algo = build_learner(cfg, cached.obs_dim, bins)
     algo.load_state_dict(load_checkpoint(run_dir / "policy.pt")["algo"])
     algo.freeze_representation()
     algo.eval()
@@ -78,11 +79,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows = read_metrics(args.run_dir)
     step = int(rows[-1]["step"])
     episodes = args.episodes or cfg.eval_episodes
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    env_seed, sampling_seed = evaluation_seeds(cfg.seed, step)
+    generator = torch.Generator().manual_seed(sampling_seed)
 
     def through(choose) -> dict:
-        result = play(choose, norm, resolved["env"], resolved["env_kwargs"], episodes,
-                      1_000_000 + 1000 * cfg.seed)
+        result = play(choose, norm, resolved["env"], resolved["env_kwargs"], episodes, env_seed)
         return {"mean": float(result.mean), "std": float(result.std),
                 "normalised": result.normalised}
 

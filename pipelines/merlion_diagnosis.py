@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from spin_data.envs.maze import actuator_motions
-from spin_train.algos.merlion import MerlionBCQ
-from spin_train.data.buffer import ObservationNormaliser, TransitionBuffer
+from spin_train.algos.merlion import MerlionBCQ, MerlionBCQOptions
+from spin_train.data.buffer import ObservationNormaliser, PhaseData, TransitionBuffer
 from spin_train.data.cache import materialise
 from spin_train.policy.evaluate import evaluate
 from spin_train.policy.trainer import default_reward_scale, env_from_metadata
@@ -87,15 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
         b.rewards = b.rewards * scale
         return b
 
-    algo = MerlionBCQ(cached.obs_dim, bins,
-                      **({} if args.penalty is None else {"penalty": args.penalty}))
-    for _ in range(args.steps):
-        algo.update_representation(batch(128), generator)
-    box = batch(20_000)
-    algo.freeze_representation(box.observations, box.actions)
+    options = MerlionBCQOptions(merlion_steps=args.steps, **(
+        {} if args.penalty is None else {"merlion_penalty": args.penalty}))
+    algo = MerlionBCQ(cached.obs_dim, bins, options)
+    algo.first_phase(PhaseData(sample=batch, batch_size=options.merlion_batch,
+                               generator=generator, progress=False))
     for _ in range(args.vae_steps):
-        b = batch(128)
-        algo._update_vae(b.observations, algo.latent(b.observations, b.actions), generator)
+        algo.update_vae(batch(options.merlion_batch), generator)
     algo.eval()
     rep, table = algo.representation, algo.representation.space.table
 

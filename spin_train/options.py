@@ -6,17 +6,33 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
-def option(default: Any = dataclasses.MISSING, help: str = "") -> Any:
+T = TypeVar("T")
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *,
+           resumable: bool = False) -> Any:
     """A config dataclass field with its help text: ``steps: int = option(1000, "gradient steps")``.
 
     The text is the field's ``metadata["help"]``, which :func:`config_options` turns into the
-    command-line help; leave ``default`` out for a required field.
+    command-line help; leave ``default`` out for a required field. ``resumable=True`` marks a
+    setting a resumed run may change (where the data lives, how long to train, on what device);
+    every other setting is part of the run's identity (:func:`resumable_fields`).
     """
-    return dataclasses.field(default=default, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help, "resumable": resumable})
+
+
+def resumable_fields(cls: type) -> set[str]:
+    """The fields of a config dataclass declared ``option(..., resumable=True)``."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable")}
+
+
+def options_from(config: Any, cls: type[T]) -> T:
+    """``cls`` (an options dataclass) filled from the same-named fields of ``config``: how a
+    run's config hands each method its own hyperparameters, with no renaming between them."""
+    return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -39,9 +55,37 @@ def check_finite(config: Any) -> None:
             raise ValueError(f"{f.name} must be a finite number, got {value}")
 
 
+@dataclasses.dataclass(kw_only=True)
+class RunOptions:
+    """The settings every ``spin-train`` run shares (pretrain, policy, probe): its data, where
+    it writes, the device, the seed. Keyword-only, so each config lists its own fields first."""
+
+    dataset: str = option(help="store path or URL (spin-data generate's output)",
+                          resumable=True)
+    out: str | None = option(
+        None, "run directory; default runs/<stage>/<dataset>-... (see the command's help)",
+        resumable=True)
+    device: str = option("auto", "auto, cpu, cuda, cuda:N", resumable=True)
+    amp: bool = option(True, "bf16 autocast on CUDA", resumable=True)
+    seed: int = option(0, "seeds every random choice of the run (networks, batches, splits)")
+    cache_dir: str | None = option(
+        None, "dataset cache; default $SPIN_CACHE_DIR/datasets ($SPIN_CACHE_DIR: ~/.cache/spin)",
+        resumable=True)
+    progress: bool = option(True, "tqdm bar", resumable=True)
+
+
 def _base_type(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if args else tp
+
+
+def help_order(cls: type) -> list[dataclasses.Field]:
+    """A config's fields as ``--help`` lists them: its own first, then each option group it is
+    made of, nearest first (a field sits with the class that declares it)."""
+    def home(f: dataclasses.Field) -> int:
+        return next(i for i, c in enumerate(cls.__mro__)
+                    if f.name in vars(c).get("__annotations__", {}))
+    return sorted(dataclasses.fields(cls), key=home)
 
 
 def config_options(cls: type, exclude: Iterable[str] = (),
@@ -58,7 +102,7 @@ def config_options(cls: type, exclude: Iterable[str] = (),
     skip = set(exclude)
 
     def decorate(fn: Callable) -> Callable:
-        for f in reversed(dataclasses.fields(cls)):
+        for f in reversed(help_order(cls)):
             if f.name in skip:
                 continue
             flag = "--" + f.name.replace("_", "-")

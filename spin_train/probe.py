@@ -23,20 +23,19 @@ from tqdm.auto import tqdm
 from spin_train.data import TransitionBuffer, check_compatible, materialise, split_episodes
 from spin_train.device import autocast, resolve_device
 from spin_train.models.asm import ActionStructureModel, ASMConfig, QueriedTrunk
-from spin_train.options import check_finite, option
+from spin_train.options import RunOptions, check_finite, option
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import write_json
 from spin_data.envs.bins import BinGrid
 
 
-@dataclass
-class ProbeConfig:
-    """A probe run."""
+@dataclass(kw_only=True)
+class ProbeConfig(RunOptions):
+    """A probe run: the fields below and the run options every spin-train command shares
+    (``--dataset``: the store whose (state, action) pairs are probed, same bin grid as the ASM)."""
 
     asm: str = option(
         help="asm.pt of a pre-training run (or its directory): the trunk and its sizes")
-    dataset: str = option(
-        help="store whose (state, action) pairs are probed (same bin grid as the ASM)")
     random_init: bool = option(
         False, "probe a randomly initialised trunk of the same sizes instead")
     steps: int = option(2000, "Adam steps on the queries and heads")
@@ -44,13 +43,8 @@ class ProbeConfig:
     lr: float = option(1e-3, "Adam learning rate")
     val_fraction: float = option(0.1, "fraction of episodes held out for the reported accuracies")
     val_size: int = option(16384, "at most this many held-out steps are evaluated")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N")
-    amp: bool = option(True, "bf16 autocast on CUDA")
-    seed: int = option(0, "random trunk, queries, heads, batches, split")
-    cache_dir: str | None = option(None, "dataset cache")
-    out: str | None = option(
+    out: str | None = option(  # a report, not a run directory
         None, "JSON report; default probe.json / probe-random.json beside asm.pt")
-    progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
         check_finite(self)

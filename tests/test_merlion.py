@@ -12,14 +12,14 @@ import torch
 from click.testing import CliRunner
 
 from spin_data.envs.maze import BatchedMaze, maze_config
-from spin_train.algos import MerlionBCQ
+from spin_train.algos import MerlionBCQ, MerlionBCQOptions
 from spin_train.cli import main as spin_train_main
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise
 from spin_train.models.joint import JointActionSpace, check_enumerable
 from spin_train.models.merlion import (PseudometricRepresentation, out_of_distribution,
                                        w2_diagonal_gaussians)
 from spin_train.policy import PolicyConfig, train_policy
-from spin_train.policy.trainer import default_reward_scale
+from spin_train.policy.trainer import build_learner, default_reward_scale
 from spin_train.runs import load_checkpoint, read_metrics
 
 
@@ -67,7 +67,7 @@ def test_the_bcq_prior_clip_bounds_the_spread_of_decoded_latent_actions():
     prior spread further (the authors' 0.5 keeps them near the behaviour's mean); 0 decodes
     one point."""
     torch.manual_seed(0)
-    learner = MerlionBCQ(2, (2, 2, 2), critic_hidden=32)
+    learner = MerlionBCQ(2, (2, 2, 2), MerlionBCQOptions(critic_hidden=32))
     obs = torch.zeros(4000, 2)
 
     def spread(clip):
@@ -77,16 +77,17 @@ def test_the_bcq_prior_clip_bounds_the_spread_of_decoded_latent_actions():
 
     assert spread(0.0) < 1e-6 < spread(0.5) < spread(3.0)
     cfg = dict(dataset="x", actor="merlion", merlion_prior_clip=2.0)
-    assert PolicyConfig(**cfg, algo="bcq").algo_kwargs()["prior_clip"] == 2.0
-    assert "prior_clip" not in PolicyConfig(**cfg, algo="cql").algo_kwargs()
-    assert MerlionBCQ(2, (2, 2), prior_clip=2.0).vae.prior_clip == 2.0
+    assert build_learner(PolicyConfig(**cfg, algo="bcq"), 2, (2, 2)).vae.prior_clip == 2.0
+    assert not hasattr(build_learner(PolicyConfig(**cfg, algo="cql"), 2, (2, 2)), "vae")
+    assert MerlionBCQ(2, (2, 2), MerlionBCQOptions(merlion_prior_clip=2.0)).vae.prior_clip == 2.0
     with pytest.raises(ValueError, match="merlion_prior_clip must be >= 0"):
         PolicyConfig(**(cfg | {"merlion_prior_clip": -1.0}), algo="bcq")
 
 
 def test_lookup_returns_the_true_nearest_action_by_brute_force():
     torch.manual_seed(0)
-    rep = PseudometricRepresentation(obs_dim=3, bins=(2, 3, 2, 2), latent_dim=3, hidden=32)
+    rep = PseudometricRepresentation(obs_dim=3, bins=(2, 3, 2, 2), latent_dim=3, hidden=32,
+                                     penalty=0.3, ood_threshold=0.3)
     obs, latent = torch.randn(70, 3), torch.randn(70, 3)
     found = rep.nearest(obs, latent, chunk=16)  # chunks of 16 cover 70 states
     with torch.no_grad():
@@ -122,7 +123,7 @@ def test_encoder_distances_track_the_pseudometric_of_the_real_maze(maze_medium_e
     store, _ = maze_medium_expert
     bins, sample, norm, scale = _maze_batches(store)
     torch.manual_seed(0)
-    learner = MerlionBCQ(2, bins, critic_hidden=64)
+    learner = MerlionBCQ(2, bins, MerlionBCQOptions(critic_hidden=64))
     generator = torch.Generator().manual_seed(0)
     for _ in range(1500):
         learner.update_representation(sample(128)[0], generator)

@@ -115,7 +115,8 @@ def test_every_actor_trains_with_every_objective(maze_medium_expert, maze_asm, t
         actor.freeze_student()
     trunk = {k: v.clone() for k, v in actor.state_dict().items()
              if k.startswith(("net.asm.state_encoder", "net.asm.blocks", "teacher.", "student."))}
-    algorithm = ALGORITHMS[algo](actor, cached.obs_dim, bins, critic_hidden=64)
+    algorithm = ALGORITHMS[algo](actor, cached.obs_dim, bins,
+                                 ALGORITHMS[algo].Options(critic_hidden=64))
     # One fixed batch, updated on repeatedly: the critic must fit it and the actor's
     # likelihood of its actions must rise (sampling noise would hide both in 40 steps).
     probe = TransitionBuffer(cached, normalise=True, seed=0).sample(256)
@@ -373,9 +374,10 @@ def test_advantage_weights_match_the_papers_formulas_computed_independently():
     obs = torch.randn(16, 6)
     actions = torch.stack([torch.randint(0, b, (16,)) for b in bins], 1)
     for algo_name, kw in (("iql", dict(beta=3.0, max_weight=5.0)),
-                          ("awac", dict(lam=0.3, max_weight=5.0))):
+                          ("awac", dict(awac_lambda=0.3, max_weight=5.0))):
         actor = make_actor("factored", obs_dim=6, bins=bins)
-        algo = ALGORITHMS[algo_name](actor, 6, bins, critic_hidden=32, **kw)
+        cls = ALGORITHMS[algo_name]
+        algo = cls(actor, 6, bins, cls.Options(critic_hidden=32, **kw))
         with torch.no_grad():  # spread the untrained critics' values so weights vary and clamp
             for p in algo.q.parameters():
                 p.mul_(4.0)
@@ -396,7 +398,7 @@ def test_advantage_weights_match_the_papers_formulas_computed_independently():
                                               for i in range(len(bins))
                                               for k in range(bins[i])) for b in range(16)]
                                          for e in range(E)]).min(0).values
-                scale = 1.0 / kw["lam"]
+                scale = 1.0 / kw["awac_lambda"]
             want = torch.exp(scale * (q_sa - baseline)).clamp(max=kw["max_weight"])
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         assert (want == kw["max_weight"]).any() and (want < kw["max_weight"]).any(), algo_name

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
-from spin_train.algos.awac import AWAC
-from spin_train.algos.base import Learner, OfflineAlgorithm
-from spin_train.algos.bcq import BCQ
-from spin_train.algos.iql import IQL
-from spin_train.algos.joint import JOINT_ALGORITHMS, DiscreteBCQ, DiscreteCQL, JointBC
-from spin_train.algos.merlion import MERLION_ALGORITHMS, MerlionBCQ, MerlionCQL, MerlionLearner
+from spin_train.algos.awac import AWAC, AWACOptions
+from spin_train.algos.base import CriticOptions, Learner, OfflineAlgorithm, OfflineOptions
+from spin_train.algos.bcq import BCQ, BCQOptions
+from spin_train.algos.iql import IQL, IQLOptions
+from spin_train.algos.joint import (JOINT_ALGORITHMS, DiscreteBCQ, DiscreteBCQOptions,
+                                    DiscreteCQL, DiscreteCQLOptions, JointBC)
+from spin_train.algos.merlion import (MERLION_ALGORITHMS, MerlionBCQ, MerlionBCQOptions,
+                                      MerlionCQL, MerlionCQLOptions, MerlionLearner)
 
 ALGORITHMS = {"iql": IQL, "awac": AWAC, "bcq": BCQ}
 
@@ -39,6 +41,8 @@ def check_combination(actor: str, algo: str) -> None:
                          f"not {algo!r}")
 
 
-__all__ = ["ALGORITHMS", "ALGO_NAMES", "AWAC", "BCQ", "DiscreteBCQ", "DiscreteCQL", "IQL",
-           "JOINT_ACTORS", "JointBC", "Learner", "MerlionBCQ", "MerlionCQL", "MerlionLearner",
-           "OfflineAlgorithm", "algorithms_for", "check_combination"]
+__all__ = ["ALGORITHMS", "ALGO_NAMES", "AWAC", "AWACOptions", "BCQ",
+           "BCQOptions", "CriticOptions", "DiscreteBCQ", "DiscreteBCQOptions", "DiscreteCQL",
+           "DiscreteCQLOptions", "IQL", "IQLOptions", "JOINT_ACTORS", "JointBC", "Learner",
+           "MerlionBCQ", "MerlionBCQOptions", "MerlionCQL", "MerlionCQLOptions", "MerlionLearner",
+           "OfflineAlgorithm", "OfflineOptions", "algorithms_for", "check_combination"]

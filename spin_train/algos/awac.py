@@ -10,10 +10,18 @@ autoregressive actor, still unbiased):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats
+from spin_train.algos.base import OfflineAlgorithm, OfflineOptions, Stats, WeightClipOptions
 from spin_train.data import Batch
+from spin_train.options import option
+
+
+@dataclass(kw_only=True)
+class AWACOptions(OfflineOptions, WeightClipOptions):
+    awac_lambda: float = option(0.3, "AWAC: temperature lambda")
 
 
 def policy_value(probs: torch.Tensor, per_bin: torch.Tensor) -> torch.Tensor:
@@ -24,11 +32,11 @@ def policy_value(probs: torch.Tensor, per_bin: torch.Tensor) -> torch.Tensor:
 
 class AWAC(OfflineAlgorithm):
     name = "awac"
+    Options = AWACOptions
 
-    def __init__(self, actor, obs_dim, bins, *, lam: float = 0.3, max_weight: float = 100.0,
-                 **common):
-        super().__init__(actor, obs_dim, bins, **common)
-        self.lam, self.max_weight = lam, max_weight
+    def __init__(self, actor, obs_dim, bins, options: AWACOptions | None = None):
+        super().__init__(actor, obs_dim, bins, options)
+        self.lam, self.max_weight = self.options.awac_lambda, self.options.max_weight
 
     def _next_value(self, next_obs, generator):
         probs = self.actor.policy_probs(next_obs, generator)

@@ -5,17 +5,43 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from spin_train.data import Batch
+from spin_train.data import Batch, PhaseData
 from spin_train.device import autocast
 from spin_train.models.actors import Actor
 from spin_train.models.critics import FactoredQ, soft_update
+from spin_train.options import option
 
 Stats = dict[str, torch.Tensor]
+
+
+@dataclass(kw_only=True)
+class CriticOptions:
+    """What every stage-2 learner's critic and optimisers take (REFERENCE section 3)."""
+
+    lr: float = option(3e-4, "Adam learning rate of every network")
+    discount: float = option(0.99, "gamma; bootstrapping stops only at true terminations")
+    tau: float = option(0.005, "Polyak rate of the target critics")
+    critic_hidden: int = option(256, "width of the critic and value MLPs (2 hidden layers)")
+
+
+@dataclass(kw_only=True)
+class OfflineOptions(CriticOptions):
+    """The factored actors' objectives: a critic ensemble."""
+
+    ensemble: int = option(2, "critics in the ensemble (targets take their minimum)")
+
+
+@dataclass(kw_only=True)
+class WeightClipOptions:
+    """Advantage-weighted regression's clamp (IQL, AWAC)."""
+
+    max_weight: float = option(100.0, "IQL/AWAC: advantage weights are clamped here")
 
 
 def td_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -31,11 +57,21 @@ def weighted_log_likelihood(actor: Actor, obs: torch.Tensor, actions: torch.Tens
 
 
 class Learner(nn.Module):
-    """What the stage-2 trainer drives: :meth:`update` (one gradient step on a batch, returning
-    device-tensor statistics: no host synchronisation), :meth:`eval_actions` and a checkpoint
-    of weights and optimiser states. Optimisers are found as attributes."""
+    """What the stage-2 trainer drives, in the order it calls them:
+
+    - :meth:`first_phase` once, on a fresh run, before any RL step: the method's own training
+      before RL (SPIN-Distill's distillation, MERLION's representation);
+    - :meth:`load_full_state` instead, on a resumed run (weights and optimiser states, and
+      whatever the first phase left, e.g. frozen parts);
+    - :meth:`update`: one gradient step on a batch, returning device-tensor statistics (no
+      host synchronisation), and :meth:`eval_actions` at each evaluation.
+
+    Optimisers are found as attributes. ``Options`` is the dataclass of the learner's
+    hyperparameters: the run's config carries its fields under the same names.
+    """
 
     name = "learner"
+    Options: type = CriticOptions
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,6 +89,11 @@ class Learner(nn.Module):
         loss.backward()
         optimiser.step()
 
+    def first_phase(self, phase: PhaseData) -> dict[str, float | None]:
+        """Training before the RL steps, on a fresh run; returns the metrics it logs with the
+        first evaluation (``<name>_s`` seconds count into the run's wall-clock). None here."""
+        return {}
+
     def update(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
         raise NotImplementedError
 
@@ -61,6 +102,10 @@ class Learner(nn.Module):
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions for evaluation, ``(B, N)`` bin indices."""
         raise NotImplementedError
+
+    def final_weights(self) -> dict[str, Any]:
+        """What ``policy.pt`` holds: the learner's weights (plain tensors)."""
+        return {"algo": self.state_dict()}
 
     def optimisers(self) -> dict[str, torch.optim.Optimizer]:
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
@@ -83,17 +128,31 @@ class OfflineAlgorithm(Learner):
     """
 
     name = "base"
+    Options: type = OfflineOptions
 
-    def __init__(self, actor: Actor, obs_dim: int, bins: tuple[int, ...], *, lr: float = 3e-4,
-                 discount: float = 0.99, tau: float = 0.005, critic_hidden: int = 256,
-                 ensemble: int = 2):
+    def __init__(self, actor: Actor, obs_dim: int, bins: tuple[int, ...],
+                 options: OfflineOptions | None = None):
         super().__init__()
+        o = self.options = options if options is not None else self.Options()
         self.actor = actor
-        self.discount, self.tau, self.lr, self.critic_hidden = discount, tau, lr, critic_hidden
-        self.q = FactoredQ(obs_dim, bins, critic_hidden, ensemble)
+        self.discount, self.tau, self.lr, self.critic_hidden = o.discount, o.tau, o.lr, o.critic_hidden
+        self.q = FactoredQ(obs_dim, bins, o.critic_hidden, o.ensemble)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.actor_optimiser = torch.optim.Adam(actor.trainable_parameters(), lr=lr)
-        self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=lr)
+        self.actor_optimiser = torch.optim.Adam(actor.trainable_parameters(), lr=o.lr)
+        self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=o.lr)
+
+    def first_phase(self, phase: PhaseData) -> dict[str, float | None]:
+        """The actor's own phase (SPIN-Distill's distillation; none for the others)."""
+        return self.actor.first_phase(phase, lr=self.lr, autocast=self._autocast)
+
+    def final_weights(self) -> dict[str, Any]:
+        """The learner's weights and, on their own, the actor's (what acting needs)."""
+        return super().final_weights() | {"actor": self.actor.state_dict()}
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        """A saved learner is past its first phase: the actor as that phase leaves it."""
+        super().load_full_state(state)
+        self.actor.end_first_phase()
 
     def _soft_update_targets(self) -> None:
         soft_update(self.q_target, self.q, self.tau)

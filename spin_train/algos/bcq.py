@@ -12,20 +12,41 @@ max, exact for a factored critic):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats
+from spin_train.algos.base import OfflineAlgorithm, OfflineOptions, Stats
 from spin_train.data import Batch
+from spin_train.options import option
+
+
+@dataclass(kw_only=True)
+class BCQThresholdOptions:
+    """Discrete BCQ's support threshold, for bins (factored) and joint actions alike."""
+
+    bcq_threshold: float = option(
+        0.3, "discrete BCQ: keep bins (joint: actions) with pi(b)/max_b pi >= threshold")
+
+
+def check_threshold(threshold: float) -> float:
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"BCQ threshold must be in [0, 1], got {threshold}")
+    return threshold
+
+
+@dataclass(kw_only=True)
+class BCQOptions(OfflineOptions, BCQThresholdOptions):
+    pass
 
 
 class BCQ(OfflineAlgorithm):
     name = "bcq"
+    Options = BCQOptions
 
-    def __init__(self, actor, obs_dim, bins, *, threshold: float = 0.3, **common):
-        super().__init__(actor, obs_dim, bins, **common)
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"BCQ threshold must be in [0, 1], got {threshold}")
-        self.threshold = threshold
+    def __init__(self, actor, obs_dim, bins, options: BCQOptions | None = None):
+        super().__init__(actor, obs_dim, bins, options)
+        self.threshold = check_threshold(self.options.bcq_threshold)
 
     def _allowed_argmax(self, obs: torch.Tensor) -> torch.Tensor:
         scores = self.q.per_bin(obs).float().mean(0).masked_fill(self.q.invalid, float("-inf"))

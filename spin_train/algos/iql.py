@@ -7,11 +7,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from spin_train.algos.base import OfflineAlgorithm, Stats
+from spin_train.algos.base import OfflineAlgorithm, OfflineOptions, Stats, WeightClipOptions
 from spin_train.data import Batch
 from spin_train.models.critics import ValueNet
+from spin_train.options import option
+
+
+@dataclass(kw_only=True)
+class IQLOptions(OfflineOptions, WeightClipOptions):
+    expectile: float = option(0.8, "IQL: expectile of the value regression")
+    beta: float = option(3.0, "IQL: inverse temperature of the advantage weights")
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -23,11 +32,12 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 class IQL(OfflineAlgorithm):
     name = "iql"
+    Options = IQLOptions
 
-    def __init__(self, actor, obs_dim, bins, *, expectile: float = 0.8, beta: float = 3.0,
-                 max_weight: float = 100.0, **common):
-        super().__init__(actor, obs_dim, bins, **common)
-        self.expectile, self.beta, self.max_weight = expectile, beta, max_weight
+    def __init__(self, actor, obs_dim, bins, options: IQLOptions | None = None):
+        super().__init__(actor, obs_dim, bins, options)
+        o = self.options
+        self.expectile, self.beta, self.max_weight = o.expectile, o.beta, o.max_weight
         self.v = ValueNet(obs_dim, self.critic_hidden)
         self.v_optimiser = torch.optim.Adam(self.v.parameters(), lr=self.lr)
 

@@ -21,26 +21,52 @@ Behaviour cloning: ``L = E[ -log pi(a | s) ]`` over whole actions; acts with the
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from spin_train.algos.base import Learner, Stats, td_loss
+from spin_train.algos.base import CriticOptions, Learner, Stats, td_loss
+from spin_train.algos.bcq import BCQThresholdOptions, check_threshold
 from spin_train.data import Batch
 from spin_train.models.critics import soft_update
-from spin_train.models.actors import ratio_constrained_argmax
 from spin_train.models.joint import JointActionSpace, JointHead
+from spin_train.models.support import ratio_constrained_argmax
+from spin_train.options import option
+
+
+@dataclass(kw_only=True)
+class CQLAlphaOptions:
+    """CQL's conservative weight (discrete CQL, and MERLION's latent CQL)."""
+
+    cql_alpha: float = option(0.5, "CQL (joint, merlion): weight of the conservative penalty")
+
+
+def check_alpha(alpha: float) -> float:
+    if alpha < 0:
+        raise ValueError(f"CQL alpha must be >= 0, got {alpha}")
+    return alpha
+
+
+@dataclass(kw_only=True)
+class DiscreteBCQOptions(CriticOptions, BCQThresholdOptions):
+    pass
+
+
+@dataclass(kw_only=True)
+class DiscreteCQLOptions(CriticOptions, CQLAlphaOptions):
+    pass
 
 
 class JointLearner(Learner):
     """Shared by the three: the joint action set and the obs -> |A| network shape."""
 
-    def __init__(self, obs_dim: int, bins: tuple[int, ...], *, lr: float = 3e-4,
-                 discount: float = 0.99, tau: float = 0.005, critic_hidden: int = 256):
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], options: CriticOptions | None = None):
         super().__init__()
+        o = self.options = options if options is not None else self.Options()
         self.space = JointActionSpace(bins)
-        self.obs_dim, self.hidden = obs_dim, critic_hidden
-        self.lr, self.discount, self.tau = lr, discount, tau
+        self.obs_dim, self.hidden = obs_dim, o.critic_hidden
+        self.lr, self.discount, self.tau = o.lr, o.discount, o.tau
 
     def _head(self) -> JointHead:
         return JointHead(self.obs_dim, self.space.size, self.hidden)
@@ -50,8 +76,8 @@ class JointLearner(Learner):
 class JointQLearner(JointLearner):
     """A Q-network over joint actions with a Polyak-averaged target."""
 
-    def __init__(self, obs_dim, bins, **common):
-        super().__init__(obs_dim, bins, **common)
+    def __init__(self, obs_dim, bins, options: CriticOptions | None = None):
+        super().__init__(obs_dim, bins, options)
         self.q = self._head()
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_optimiser = torch.optim.Adam(self.q.parameters(), lr=self.lr)
@@ -68,12 +94,11 @@ class JointQLearner(JointLearner):
 
 class DiscreteBCQ(JointQLearner):
     name = "bcq"
+    Options = DiscreteBCQOptions
 
-    def __init__(self, obs_dim, bins, *, threshold: float = 0.3, **common):
-        super().__init__(obs_dim, bins, **common)
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"BCQ threshold must be in [0, 1], got {threshold}")
-        self.threshold = threshold
+    def __init__(self, obs_dim, bins, options: DiscreteBCQOptions | None = None):
+        super().__init__(obs_dim, bins, options)
+        self.threshold = check_threshold(self.options.bcq_threshold)
         self.g = self._head()
         self.g_optimiser = torch.optim.Adam(self.g.parameters(), lr=self.lr)
 
@@ -109,12 +134,11 @@ class DiscreteBCQ(JointQLearner):
 
 class DiscreteCQL(JointQLearner):
     name = "cql"
+    Options = DiscreteCQLOptions
 
-    def __init__(self, obs_dim, bins, *, alpha: float = 0.5, **common):
-        super().__init__(obs_dim, bins, **common)
-        if alpha < 0:
-            raise ValueError(f"CQL alpha must be >= 0, got {alpha}")
-        self.alpha = alpha
+    def __init__(self, obs_dim, bins, options: DiscreteCQLOptions | None = None):
+        super().__init__(obs_dim, bins, options)
+        self.alpha = check_alpha(self.options.cql_alpha)
 
     def update(self, batch, generator=None) -> Stats:
         index = self.space.encode(batch.actions)
@@ -135,8 +159,8 @@ class DiscreteCQL(JointQLearner):
 class JointBC(JointLearner):
     name = "bc"
 
-    def __init__(self, obs_dim, bins, **common):
-        super().__init__(obs_dim, bins, **common)
+    def __init__(self, obs_dim, bins, options: CriticOptions | None = None):
+        super().__init__(obs_dim, bins, options)
         self.policy = self._head()
         self.actor_optimiser = torch.optim.Adam(self.policy.parameters(), lr=self.lr)
 

@@ -1,9 +1,10 @@
 """MERLION's two phases (Gu et al., Algorithms 1-2) behind the trainer's interface
 (``--actor merlion --algo bcq|cql``).
 
-Phase 1, :meth:`MerlionLearner.update_representation`: the pseudometric representation
-(:mod:`spin_train.models.merlion`) for ``representation_steps`` steps; then it is frozen and the
-box ``[low, high]`` spanned by the dataset's representations bounds the latent actions.
+Phase 1, the learner's :meth:`~MerlionLearner.first_phase`: ``merlion_steps`` steps of
+:meth:`MerlionLearner.update_representation` (the pseudometric representation of
+:mod:`spin_train.models.merlion`); then it is frozen and the box ``[low, high]`` spanned by the
+dataset's representations bounds the latent actions.
 Phase 2, :meth:`update`: an offline RL algorithm for continuous actions on ``(s, e = phi(a; s),
 r, s')`` (Algorithm 1); acting maps the latent action to a real one with the lookup ``g``.
 
@@ -29,37 +30,99 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from spin_train.algos.base import Learner, Stats, td_loss
-from spin_train.data import Batch
+from spin_train.algos.base import CriticOptions, Learner, Stats, td_loss
+from spin_train.algos.joint import CQLAlphaOptions, check_alpha
+from spin_train.data import Batch, PhaseData
 from spin_train.models.critics import ensemble_mlp, soft_update
 from spin_train.models.layers import mlp
 from spin_train.models.merlion import PseudometricRepresentation
+from spin_train.options import option
+
+#: Dataset pairs whose representations span the latent box of a MERLION policy.
+BOX_SAMPLES = 20_000
+
+
+@dataclass(kw_only=True)
+class MerlionOptions(CriticOptions):
+    """MERLION's representation and its first phase (both latent algorithms)."""
+
+    merlion_dim: int = option(2, "merlion: width k of the action representations")
+    merlion_penalty: float = option(
+        0.3, "merlion: distance p added for out-of-data actions (the paper's maze: 0.01, in "
+             "its units; in spin's normalised ones that let other actions crowd the data's)")
+    merlion_threshold: float = option(
+        0.3, "merlion: an action is out of data when G(a|s)/max G < this (as BCQ's test)")
+    merlion_steps: int = option(10_000, "merlion: representation steps before the RL phase")
+    merlion_batch: int = option(128, "merlion: transitions per representation step")
+    # Adam as in the paper; its learning rate 1e-2 made phi diverge on the merlion maze
+    # (l1 vs target correlation -0.04 after 2,000 steps; 0.85 at 1e-3), so 1e-3 by default.
+    merlion_lr: float = option(
+        1e-3, "merlion: Adam learning rate of the representation (the paper: 1e-2, which "
+              "diverged here)")
+
+
+@dataclass(kw_only=True)
+class MerlionBCQOptions(MerlionOptions):
+    merlion_prior_clip: float = option(
+        0.5, "merlion bcq: the VAE's prior samples are clipped to +-this (the BCQ authors: "
+             "0.5, near the behaviour's mean; wider lets the critic choose among its spread)")
+
+
+@dataclass(kw_only=True)
+class MerlionCQLOptions(MerlionOptions, CQLAlphaOptions):
+    pass
 
 
 class MerlionLearner(Learner):
     """The representation, its optimiser, the latent box, and acting through ``g``."""
 
-    def __init__(self, obs_dim: int, bins: tuple[int, ...], *, latent_dim: int = 2,
-                 penalty: float = 0.3, ood_threshold: float = 0.3,
-                 representation_lr: float = 1e-3, lr: float = 3e-4, discount: float = 0.99,
-                 tau: float = 0.005, critic_hidden: int = 256):
+    Options = MerlionOptions
+
+    def __init__(self, obs_dim: int, bins: tuple[int, ...],
+                 options: MerlionOptions | None = None):
         super().__init__()
+        o = self.options = options if options is not None else self.Options()
         self.representation = PseudometricRepresentation(
-            obs_dim, bins, latent_dim, critic_hidden, discount, penalty, ood_threshold)
-        # Adam as in the paper; its learning rate 1e-2 made phi diverge on the merlion maze
-        # (l1 vs target correlation -0.04 after 2,000 steps; 0.85 at 1e-3), so 1e-3 by default.
+            obs_dim, bins, latent_dim=o.merlion_dim, hidden=o.critic_hidden,
+            discount=o.discount, penalty=o.merlion_penalty, ood_threshold=o.merlion_threshold)
         self.representation_optimiser = torch.optim.Adam(self.representation.parameters(),
-                                                         lr=representation_lr)
-        self.obs_dim, self.latent_dim, self.hidden = obs_dim, latent_dim, critic_hidden
-        self.lr, self.discount, self.tau = lr, discount, tau
-        self.register_buffer("low", torch.full((latent_dim,), -1.0))
-        self.register_buffer("high", torch.full((latent_dim,), 1.0))
+                                                         lr=o.merlion_lr)
+        self.obs_dim, self.latent_dim, self.hidden = obs_dim, o.merlion_dim, o.critic_hidden
+        self.lr, self.discount, self.tau = o.lr, o.discount, o.tau
+        self.register_buffer("low", torch.full((o.merlion_dim,), -1.0))
+        self.register_buffer("high", torch.full((o.merlion_dim,), 1.0))
 
     # ------------------------------------------------------------------ phase 1
+    def first_phase(self, phase: PhaseData) -> dict[str, float | None]:
+        """Algorithm 2: ``merlion_steps`` steps of ``merlion_batch``, then phi is frozen and
+        the latent box measured on :data:`BOX_SAMPLES` dataset pairs. Returns its seconds and
+        its last summed loss."""
+        started = time.perf_counter()
+        self.train()
+        stats = None
+        for _ in tqdm(range(self.options.merlion_steps), disable=not phase.progress,
+                      desc="merlion phi", unit="step"):
+            stats = self.update_representation(phase.sample(self.options.merlion_batch),
+                                               phase.generator)
+        box = phase.sample(BOX_SAMPLES)
+        self.freeze_representation(box.observations, box.actions)
+        last = None if stats is None else float(sum(v for k, v in stats.items()
+                                                    if k.endswith("_loss")))
+        return {"representation_s": time.perf_counter() - started,
+                "representation_loss": last}
+
+    def load_full_state(self, state) -> None:
+        """A saved learner is past its first phase: phi frozen, the box in its buffers."""
+        super().load_full_state(state)
+        self.freeze_representation()
+
     def update_representation(self, batch: Batch,
                               generator: torch.Generator | None = None) -> Stats:
         """One step of Algorithm 2 on a batch."""
@@ -131,7 +194,7 @@ class LatentVAE(nn.Module):
     actions) its latent "mode" is the mean move, which is short; a wider clip hands the critic
     the spread to choose from."""
 
-    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, prior_clip: float = 0.5):
+    def __init__(self, obs_dim: int, latent_dim: int, hidden: int, prior_clip: float):
         super().__init__()
         self.z_dim, self.prior_clip = 2 * latent_dim, prior_clip
         self.encoder = mlp([obs_dim + latent_dim, hidden, hidden, 2 * self.z_dim])
@@ -152,15 +215,16 @@ class LatentVAE(nn.Module):
 
 class MerlionBCQ(MerlionLearner):
     name = "bcq"
+    Options = MerlionBCQOptions
 
-    def __init__(self, obs_dim, bins, *, lmbda: float = 0.75, perturbation: float = 0.05,
-                 samples: int = 10, eval_samples: int = 100, prior_clip: float = 0.5,
-                 **common):
-        super().__init__(obs_dim, bins, **common)
+    def __init__(self, obs_dim, bins, options: MerlionBCQOptions | None = None, *,
+                 lmbda: float = 0.75, perturbation: float = 0.05, samples: int = 10,
+                 eval_samples: int = 100):
+        super().__init__(obs_dim, bins, options)
         self.lmbda, self.perturbation = lmbda, perturbation
         self.samples, self.eval_samples = samples, eval_samples
         k, h = self.latent_dim, self.hidden
-        self.vae = LatentVAE(obs_dim, k, h, prior_clip)
+        self.vae = LatentVAE(obs_dim, k, h, self.options.merlion_prior_clip)
         self.perturb = mlp([obs_dim + k, h, h, k])
         self.perturb_target = copy.deepcopy(self.perturb).requires_grad_(False)
         self.critic = _twin_critic(obs_dim, k, h)
@@ -184,6 +248,11 @@ class MerlionBCQ(MerlionLearner):
         """``n`` perturbed VAE samples per state: ``(B * n, D)`` states and ``(B * n, k)``."""
         rep = obs.repeat_interleave(n, 0)
         return rep, self._perturbed(net, rep, self.decode(rep, generator))
+
+    def update_vae(self, batch: Batch, generator: torch.Generator | None = None) -> Stats:
+        """One step of the VAE alone on a batch (diagnostics: the RL step trains it too)."""
+        return self._update_vae(batch.observations,
+                                self.latent(batch.observations, batch.actions), generator)
 
     def _update_vae(self, obs, latent, generator) -> Stats:
         with self._autocast():
@@ -233,12 +302,12 @@ class MerlionBCQ(MerlionLearner):
 
 class MerlionCQL(MerlionLearner):
     name = "cql"
+    Options = MerlionCQLOptions
 
-    def __init__(self, obs_dim, bins, *, alpha: float = 0.5, samples: int = 10, **common):
-        super().__init__(obs_dim, bins, **common)
-        if alpha < 0:
-            raise ValueError(f"CQL alpha must be >= 0, got {alpha}")
-        self.alpha, self.samples = alpha, samples
+    def __init__(self, obs_dim, bins, options: MerlionCQLOptions | None = None, *,
+                 samples: int = 10):
+        super().__init__(obs_dim, bins, options)
+        self.alpha, self.samples = check_alpha(self.options.cql_alpha), samples
         k, h = self.latent_dim, self.hidden
         self.policy = mlp([obs_dim, h, h, 2 * k])
         self.critic = _twin_critic(obs_dim, k, h)

@@ -1,6 +1,6 @@
 """spin_train's data path: Zarr store -> local cache -> device-resident (or host) sampler."""
 
-from spin_train.data.buffer import Batch, ObservationNormaliser, TransitionBuffer
+from spin_train.data.buffer import Batch, ObservationNormaliser, PhaseData, TransitionBuffer
 from spin_train.data.cache import CachedDataset, default_cache_dir, materialise
 from spin_train.data.compat import SchemaMismatch, check_compatible, check_env
 from spin_train.data.split import episode_ends, split_episodes
@@ -9,6 +9,7 @@ __all__ = [
     "Batch",
     "CachedDataset",
     "ObservationNormaliser",
+    "PhaseData",
     "SchemaMismatch",
     "TransitionBuffer",
     "check_compatible",

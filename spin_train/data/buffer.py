@@ -17,7 +17,7 @@ not depend on where the data sits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -45,6 +45,16 @@ class Batch:
     rewards: torch.Tensor
     next_observations: torch.Tensor
     not_done: torch.Tensor
+
+
+@dataclass
+class PhaseData:
+    """What a learner's first phase (before RL) draws on: ``Learner.first_phase``."""
+
+    sample: Callable[[int], Batch]  # n transitions as the learner sees them (normalised, scaled)
+    batch_size: int                 # the run's transitions per gradient step
+    generator: torch.Generator      # the phase's own sampling stream (seeded by the trainer)
+    progress: bool                  # show tqdm bars
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,43 @@ The actors (``make_actor``):
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from spin_train.models.asm import ActionStructureModel, ActionTokens, ASMConfig, QueriedTrunk
 from spin_train.models.layers import PAD_LOGIT, SlotHeads, mlp, slot_log_probs
+from spin_train.models.support import ratio_constrained_argmax
+from spin_train.options import option
+
+if TYPE_CHECKING:
+    from spin_train.data import PhaseData
 
 ACTORS = ("spin", "saint", "factored", "autoregressive", "distill")
+
+
+@dataclass(kw_only=True)
+class ActorOptions:
+    """The actors' own settings (the others take their sizes from the ASM or REFERENCE)."""
+
+    distill_steps: int = option(20_000, "distill: MSE steps of the student before the RL phase")
+    d_model: int = option(256, "saint: Transformer width (spin/distill take the ASM's sizes)")
+    n_heads: int = option(4, "saint: attention heads")
+    n_layers: int = option(3, "saint: Transformer blocks")
+    saint_dropout: float = option(
+        0.0, "saint: dropout in its Transformer while it trains (0 = as SPIN's frozen trunk, "
+             "which runs in eval mode; the reference code's SAINT: 0.1)")
+
+    def saint_config(self, obs_dim: int, bins: tuple[int, ...]) -> ASMConfig:
+        """SAINT's Transformer sizes as an ASM config (which checks them)."""
+        return ASMConfig(obs_dim=obs_dim, bins=bins, d_model=self.d_model,
+                         n_heads=self.n_heads, n_layers=self.n_layers,
+                         dropout=self.saint_dropout)
 
 
 def _sample_bins(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -42,15 +69,6 @@ def _sample_bins(logits: torch.Tensor, generator: torch.Generator | None) -> tor
     u = u.clamp_(1e-12, 1.0 - 1e-7)  # keep both logs finite
     gumbel = -torch.log(-torch.log(u))
     return (logits.float() + gumbel).argmax(-1)
-
-
-def ratio_constrained_argmax(logits: torch.Tensor, scores: torch.Tensor,
-                             threshold: float) -> torch.Tensor:
-    """Best score among choices (last dimension) whose probability ratio to the mode reaches
-    ``threshold``: discrete BCQ's action selection, per dimension or over joint actions."""
-    probs = torch.softmax(logits.float(), -1)
-    allowed = probs >= threshold * probs.amax(-1, keepdim=True)
-    return scores.float().masked_fill(~allowed, float("-inf")).argmax(-1)
 
 
 class Actor(nn.Module):
@@ -78,7 +96,16 @@ class Actor(nn.Module):
         return ratio_constrained_argmax(self.logits(obs), scores, threshold)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the RL objective's actor optimiser updates."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def first_phase(self, phase: PhaseData, *, lr: float,
+                    autocast: Callable) -> dict[str, float | None]:
+        """The actor's training before RL on a fresh run (its metrics); none here."""
+        return {}
+
+    def end_first_phase(self) -> None:
+        """Leave the actor as its first phase does (also after a resume); nothing here."""
 
 
 class QueryActor(Actor):
@@ -118,12 +145,15 @@ class DistilledActor(Actor):
     contextual embeddings, then is frozen and new per-dimension heads are trained on it.
 
     The teacher's embeddings are those of the fully masked action tuple,
-    ``f_ASM(s, [MASK]_1..N)``: what the pre-trained ASM produces from the state alone. Call
-    :meth:`distill_loss` during the distillation phase, then :meth:`freeze_student`.
+    ``f_ASM(s, [MASK]_1..N)``: what the pre-trained ASM produces from the state alone. The
+    distillation is the actor's :meth:`first_phase` (``steps`` MSE steps of :meth:`distill_loss`,
+    its own Adam), then :meth:`freeze_student`; the RL objective trains the heads only.
     """
 
-    def __init__(self, asm: ActionStructureModel, hidden: int = 512, head_hidden: int = 128):
+    def __init__(self, asm: ActionStructureModel, hidden: int = 512, head_hidden: int = 128,
+                 steps: int = ActorOptions.distill_steps):
         super().__init__()
+        self.steps = steps
         c = asm.config
         self.teacher = asm
         for p in asm.parameters():
@@ -151,6 +181,32 @@ class DistilledActor(Actor):
     def freeze_student(self) -> None:
         for p in self.student.parameters():
             p.requires_grad_(False)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The heads: the student trains in the first phase only, with its own optimiser."""
+        return list(self.heads.parameters())
+
+    def first_phase(self, phase: PhaseData, *, lr: float,
+                    autocast: Callable) -> dict[str, float | None]:
+        """SPIN-Distill's first phase: the student regresses the teacher's embeddings (MSE).
+        Returns its wall-clock seconds and the MSE of its last step (None without steps)."""
+        started = time.perf_counter()
+        optimiser = torch.optim.Adam(self.student.parameters(), lr=lr)
+        self.train()
+        loss = None
+        for _ in tqdm(range(self.steps), disable=not phase.progress, desc="distill", unit="step"):
+            obs = phase.sample(phase.batch_size).observations
+            with autocast():
+                loss = self.distill_loss(obs)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        self.end_first_phase()
+        last = None if loss is None else float(loss.detach())  # one host sync, after the loop
+        return {"distill_s": time.perf_counter() - started, "distill_loss": last}
+
+    def end_first_phase(self) -> None:
+        self.freeze_student()
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.heads(self.features(obs))
@@ -232,7 +288,8 @@ class AutoregressiveActor(Actor):
 
 def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
                asm: ActionStructureModel | None = None,
-               asm_config: ASMConfig | None = None) -> Actor:
+               asm_config: ASMConfig | None = None,
+               distill_steps: int = ActorOptions.distill_steps) -> Actor:
     """Build an actor. ``spin`` and ``distill`` need the pre-trained ``asm`` (frozen here);
     ``saint`` builds a fresh ASM from ``asm_config`` (same sizes as SPIN's by default)."""
     if kind not in ACTORS:
@@ -242,7 +299,7 @@ def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
     if kind == "spin":
         return QueryActor(asm, freeze=True)
     if kind == "distill":
-        return DistilledActor(asm)
+        return DistilledActor(asm, steps=distill_steps)
     if kind == "saint":
         config = asm_config or ASMConfig(obs_dim=obs_dim, bins=bins)
         return QueryActor(ActionStructureModel(config), freeze=False)

@@ -6,7 +6,7 @@ pseudometric (equation 7)::
 
     d^(a_i, a_j | s) = | r_i - R^(s, e_j) |                                reward difference
                        + gamma W2( P^(. | s, e_i), P^(. | s, e_j) )        next-state distributions
-                       + p 1[ G(a_j | s) / max_a G(a | s) <= tau ]         a_j out of distribution
+                       + p 1[ G(a_j | s) / max_a G(a | s) < tau ]          a_j out of data (paper: <=)
     J(phi) = ( ||e_i - e_j||_1 - d^(a_i, a_j | s) )^2
 
 with ``(s, a_i, r_i, s')`` from the dataset, ``a_j`` uniform over the joint action set and the
@@ -32,6 +32,7 @@ from torch import nn
 
 from spin_train.models.joint import JointActionSpace, JointHead
 from spin_train.models.layers import mlp
+from spin_train.models.support import in_support
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -46,18 +47,20 @@ def w2_diagonal_gaussians(mean_a: torch.Tensor, std_a: torch.Tensor, mean_b: tor
 
 def out_of_distribution(log_probs: torch.Tensor, index: torch.Tensor,
                         threshold: float) -> torch.Tensor:
-    """``I^(a | s) = 1[ G(a | s) / max_a' G(a' | s) <= tau ]`` as float, ``(B,)``; ``log_probs``
-    ``(B, |A|)`` are G's, ``index (B,)`` the joint actions asked about."""
-    ratio = torch.exp(log_probs.gather(1, index[:, None])[:, 0] - log_probs.amax(-1))
-    return (ratio <= threshold).float()
+    """``I^(a | s) = 1[ G(a | s) / max_a' G(a' | s) < tau ]`` as float, ``(B,)``: not in
+    :func:`~spin_train.models.support.in_support`, the ratio test discrete BCQ keeps actions
+    by (the paper writes ``<=``; the two differ only at equality). ``log_probs`` ``(B, |A|)``
+    are G's, ``index (B,)`` the joint actions asked about."""
+    kept = in_support(log_probs, threshold).gather(1, index[:, None])[:, 0]
+    return (~kept).float()
 
 
 class PseudometricRepresentation(nn.Module):
     """phi, R^, P^ and G of Algorithm 2 and the pseudometric between actions they estimate."""
 
-    def __init__(self, obs_dim: int, bins: tuple[int, ...], latent_dim: int = 2,
-                 hidden: int = 256, discount: float = 0.99, penalty: float = 0.3,
-                 ood_threshold: float = 0.3):
+    def __init__(self, obs_dim: int, bins: tuple[int, ...], *, latent_dim: int,
+                 penalty: float, ood_threshold: float, hidden: int = 256,
+                 discount: float = 0.99):
         super().__init__()
         self.space = JointActionSpace(bins)
         self.obs_dim, self.latent_dim = obs_dim, latent_dim

@@ -30,6 +30,13 @@ PolicyFn = Callable[[np.ndarray], np.ndarray]
 ENV_KWARGS = ("bins", "grid")
 
 
+def evaluation_seeds(seed: int, step: int) -> tuple[int, int]:
+    """``(first environment seed, sampling seed)`` of a run's evaluation at ``step``: the same
+    environments at every step of run ``seed``, and a sampling stream per (seed, step), so a
+    resumed run, or a script replaying an evaluation, acts identically."""
+    return 1_000_000 + 1000 * seed, seed * 1_000_003 + step
+
+
 @dataclass(frozen=True, eq=False)  # array fields: compare them with numpy, not ==
 class EvalResult:
     """Outcome of :func:`evaluate`.

@@ -25,16 +25,18 @@ from tqdm.auto import tqdm
 
 from spin_data.envs import make_env
 from spin_data.envs.bins import BinGrid
-from spin_train.algos import (ALGORITHMS, JOINT_ACTORS, Learner, MerlionLearner,
-                              check_combination)
-from spin_train.data import (ObservationNormaliser, TransitionBuffer, check_compatible, check_env,
-                             materialise)
+from spin_train.algos import (JOINT_ACTORS, AWACOptions, BCQOptions, DiscreteBCQOptions,
+                              DiscreteCQLOptions, IQLOptions, Learner, MerlionBCQOptions,
+                              MerlionCQLOptions, algorithms_for, check_combination)
+from spin_train.data import (ObservationNormaliser, PhaseData, TransitionBuffer, check_compatible,
+                             check_env, materialise)
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
-from spin_train.models.asm import ASMConfig
-from spin_train.models.actors import ACTORS, DistilledActor, make_actor
+from spin_train.models.asm import ActionStructureModel
+from spin_train.models.actors import ACTORS, ActorOptions, make_actor
 from spin_train.models.joint import check_enumerable
-from spin_train.options import check_finite, field_defaults, option
-from spin_train.policy.evaluate import env_make_kwargs, evaluate
+from spin_train.options import (RunOptions, check_finite, field_defaults, option, options_from,
+                                resumable_fields)
+from spin_train.policy.evaluate import env_make_kwargs, evaluate, evaluation_seeds
 from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
 
@@ -43,67 +45,32 @@ NEEDS_ASM = ("spin", "distill")
 POLICY_ACTORS = ACTORS + tuple(JOINT_ACTORS)
 
 
-@dataclass
-class PolicyConfig:
-    """Everything a stage-2 run depends on (defaults: REFERENCE section 3)."""
+@dataclass(kw_only=True)
+class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, DiscreteCQLOptions,
+                   MerlionBCQOptions, MerlionCQLOptions, ActorOptions, RunOptions):
+    """Everything a stage-2 run depends on (defaults: REFERENCE section 3): the run's own
+    settings below, each method's options (its ``Options`` dataclass, next to its code, under the
+    same names) and the run options every spin-train command shares."""
 
-    dataset: str = option(help="store path or URL")
     asm: str | None = option(
-        None, "pre-trained ASM (asm.pt or its run directory): spin and distill only")
+        None, "pre-trained ASM (asm.pt or its run directory): spin and distill only",
+        resumable=True)
     actor: str = option("spin", "spin, saint, factored, autoregressive, distill (factored "
                                 "actions); joint, merlion (enumerated joint actions)")
     algo: str = option("iql", "iql, awac, bcq (factored actors); bcq, cql, bc (joint); "
                               "bcq, cql (merlion)")
-    steps: int = option(1_000_000, "gradient steps")
+    steps: int = option(1_000_000, "gradient steps", resumable=True)
     batch_size: int = option(256, "transitions per step")
-    lr: float = option(3e-4, "Adam learning rate of every network")
-    discount: float = option(0.99, "gamma; bootstrapping stops only at true terminations")
-    tau: float = option(0.005, "Polyak rate of the target critics")
     reward_scale: float | None = option(
         None, "rewards x this; default 1, or 1/max|r| if a step's |r| > 1")
-    critic_hidden: int = option(256, "width of the critic and value MLPs (2 hidden layers)")
-    ensemble: int = option(2, "critics in the ensemble (targets take their minimum)")
-    expectile: float = option(0.8, "IQL: expectile of the value regression")
-    beta: float = option(3.0, "IQL: inverse temperature of the advantage weights")
-    max_weight: float = option(100.0, "IQL/AWAC: advantage weights are clamped here")
-    awac_lambda: float = option(0.3, "AWAC: temperature lambda")
-    bcq_threshold: float = option(
-        0.3, "discrete BCQ: keep bins (joint: actions) with pi(b)/max_b pi >= threshold")
-    cql_alpha: float = option(0.5, "CQL (joint, merlion): weight of the conservative penalty")
-    merlion_dim: int = option(2, "merlion: width k of the action representations")
-    merlion_penalty: float = option(
-        0.3, "merlion: distance p added for out-of-data actions (the paper's maze: 0.01, in "
-             "its units; in spin's normalised ones that let other actions crowd the data's)")
-    merlion_threshold: float = option(
-        0.3, "merlion: an action is out of data when G(a|s)/max G <= this")
-    merlion_steps: int = option(10_000, "merlion: representation steps before the RL phase")
-    merlion_batch: int = option(128, "merlion: transitions per representation step")
-    merlion_prior_clip: float = option(
-        0.5, "merlion bcq: the VAE's prior samples are clipped to +-this (the BCQ authors: "
-             "0.5, near the behaviour's mean; wider lets the critic choose among its spread)")
-    merlion_lr: float = option(
-        1e-3, "merlion: Adam learning rate of the representation (the paper: 1e-2, which "
-              "diverged here)")
-    distill_steps: int = option(20_000, "distill: MSE steps of the student before the RL phase")
-    d_model: int = option(256, "saint: Transformer width (spin/distill take the ASM's sizes)")
-    n_heads: int = option(4, "saint: attention heads")
-    n_layers: int = option(3, "saint: Transformer blocks")
-    saint_dropout: float = option(
-        0.0, "saint: dropout in its Transformer while it trains (0 = as SPIN's frozen trunk, "
-             "which runs in eval mode; the reference code's SAINT: 0.1)")
     normalise: bool = option(
         True, "standardise observations (spin/distill use the ASM's statistics)")
-    eval_every: int = option(5_000, "gradient steps between evaluations (and checkpoints)")
+    eval_every: int = option(5_000, "gradient steps between evaluations (and checkpoints)",
+                             resumable=True)
     eval_episodes: int = option(10, "episodes per evaluation, run as one batch of environments")
-    log_every: int = option(1_000, "steps between reads of the losses on the host")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N")
-    amp: bool = option(True, "bf16 autocast on CUDA")
-    compile: bool = option(False, "torch.compile the actor's log-probability")
-    seed: int = option(0, "networks, batches, evaluation seeds")
-    cache_dir: str | None = option(None, "dataset cache")
-    out: str | None = option(
-        None, "run directory; default runs/policy/<dataset>-<actor>-<algo>-s<seed>")
-    progress: bool = option(True, "tqdm bar")
+    log_every: int = option(1_000, "steps between reads of the losses on the host",
+                            resumable=True)
+    compile: bool = option(False, "torch.compile the actor's log-probability", resumable=True)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -140,31 +107,7 @@ class PolicyConfig:
         if self.reward_scale is not None and self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         # SAINT's transformer sizes, checked by the model's own config before any work starts.
-        ASMConfig(obs_dim=1, bins=(2,), d_model=self.d_model, n_heads=self.n_heads,
-                  n_layers=self.n_layers, dropout=self.saint_dropout)
-
-    def algo_kwargs(self) -> dict[str, Any]:
-        common = dict(lr=self.lr, discount=self.discount, tau=self.tau,
-                      critic_hidden=self.critic_hidden)
-        if self.actor == "merlion":
-            return common | dict(latent_dim=self.merlion_dim, penalty=self.merlion_penalty,
-                                 ood_threshold=self.merlion_threshold,
-                                 representation_lr=self.merlion_lr) | (
-                dict(alpha=self.cql_alpha) if self.algo == "cql"
-                else dict(prior_clip=self.merlion_prior_clip))
-        if self.actor == "joint":
-            return common | {"bcq": dict(threshold=self.bcq_threshold),
-                             "cql": dict(alpha=self.cql_alpha), "bc": {}}[self.algo]
-        extra = {"iql": dict(expectile=self.expectile, beta=self.beta,
-                             max_weight=self.max_weight),
-                 "awac": dict(lam=self.awac_lambda, max_weight=self.max_weight),
-                 "bcq": dict(threshold=self.bcq_threshold)}[self.algo]
-        return common | dict(ensemble=self.ensemble) | extra
-
-
-#: Settings a resumed run may change; every other key must match the run directory's.
-RESUMABLE_CHANGES = {"dataset", "asm", "out", "steps", "eval_every", "log_every", "device",
-                     "amp", "compile", "cache_dir", "progress"}
+        self.saint_config(obs_dim=1, bins=(2,))
 
 
 @dataclass
@@ -208,6 +151,20 @@ def _check_asm_matches(info: dict[str, Any], cached, dataset: str) -> None:
                          f"pre-train an ASM on this task")
 
 
+def build_learner(cfg: PolicyConfig, obs_dim: int, bins: tuple[int, ...],
+                  asm: ActionStructureModel | None = None) -> Learner:
+    """The run's learner, on the CPU: ``cfg.actor``'s (and ``cfg.algo``'s) classes, each given
+    its own options from ``cfg`` (a factored actor first, for the objectives that train one)."""
+    cls = algorithms_for(cfg.actor)[cfg.algo]
+    options = options_from(cfg, cls.Options)
+    if cfg.actor in JOINT_ACTORS:
+        return cls(obs_dim, bins, options)
+    actor = make_actor(cfg.actor, obs_dim=obs_dim, bins=bins, asm=asm,
+                       asm_config=cfg.saint_config(obs_dim, bins),
+                       distill_steps=cfg.distill_steps)
+    return cls(actor, obs_dim, bins, options)
+
+
 def train_policy(cfg: PolicyConfig) -> PolicyResult:
     """Run (or resume, or report a finished) stage-2 training. See the module docstring."""
     device = resolve_device(cfg.device)
@@ -242,7 +199,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
         "stage1_wall_clock_s": stage1_s, "reward_scale": reward_scale,
         "normaliser": normaliser.to_dict() if normaliser is not None else None,
     }
-    identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
+    identity = [k for k in resolved if k not in resumable_fields(type(cfg))]
     run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity,
                                      defaults=field_defaults(type(cfg)))
 
@@ -258,32 +215,20 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
             batch.rewards = batch.rewards * reward_scale
         return batch
 
-    actor, first_phase = None, {}
-    if cfg.actor in JOINT_ACTORS:
-        algo: Learner = JOINT_ACTORS[cfg.actor][cfg.algo](cached.obs_dim, bins,
-                                                          **cfg.algo_kwargs()).to(device)
-    else:
-        saint_cfg = ASMConfig(obs_dim=cached.obs_dim, bins=bins, d_model=cfg.d_model,
-                              n_heads=cfg.n_heads, n_layers=cfg.n_layers,
-                              dropout=cfg.saint_dropout)
-        actor = make_actor(cfg.actor, obs_dim=cached.obs_dim, bins=bins, asm=asm,
-                           asm_config=saint_cfg).to(device)
-        if isinstance(actor, DistilledActor):
-            if state is None:
-                first_phase = _distill(actor, buffer, norm, cfg, device)
-            actor.freeze_student()
-        algo = ALGORITHMS[cfg.algo](actor, cached.obs_dim, bins,
-                                    **cfg.algo_kwargs()).to(device)
+    algo = build_learner(cfg, cached.obs_dim, bins, asm).to(device)
     algo.use_autocast(device, cfg.amp)
-    if isinstance(algo, MerlionLearner) and state is None:
-        first_phase = _train_representation(algo, buffer, prepare, cfg)
+    first_phase: dict[str, float | None] = {}
+    if state is None:
+        phase_generator = torch.Generator(device=device)
+        phase_generator.manual_seed(cfg.seed + 2)
+        first_phase = algo.first_phase(PhaseData(
+            sample=lambda n: prepare(buffer.sample(n)), batch_size=cfg.batch_size,
+            generator=phase_generator, progress=cfg.progress))
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed + 1)
     step, wall = 0, stage1_s + sum(v for k, v in first_phase.items() if k.endswith("_s"))
     if state is not None:
         algo.load_full_state(state["algo"])
-        if isinstance(algo, MerlionLearner):
-            algo.freeze_representation()
         buffer.set_generator_state(state["buffer_rng"])
         generator.set_state(state["rng"])
         set_rng_state(state["torch_rng"], device)
@@ -331,55 +276,9 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     finally:
         bar.close()
         log.close()
-    weights = {"algo": algo.state_dict(), "step": step}
-    if actor is not None:
-        weights["actor"] = actor.state_dict()
-    save_checkpoint(run_dir / "policy.pt", weights)
+    save_checkpoint(run_dir / "policy.pt", algo.final_weights() | {"step": step})
     _plot(run_dir)
     return PolicyResult(run_dir=run_dir, steps=step, final=last_eval)
-
-
-def _distill(actor: DistilledActor, buffer: TransitionBuffer, norm, cfg: PolicyConfig,
-             device: torch.device) -> dict[str, float | None]:
-    """SPIN-Distill's first phase: the student regresses the teacher's embeddings (MSE).
-    Returns its wall-clock seconds and the MSE of its last step (None without steps)."""
-    started = time.perf_counter()
-    optimiser = torch.optim.Adam(actor.student.parameters(), lr=cfg.lr)
-    actor.train()
-    loss = None
-    for _ in tqdm(range(cfg.distill_steps), disable=not cfg.progress, desc="distill",
-                  unit="step"):
-        obs = norm(buffer.sample(cfg.batch_size).observations)
-        with autocast(device, cfg.amp):
-            loss = actor.distill_loss(obs)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    last = None if loss is None else float(loss)  # one host sync, after the loop
-    return {"distill_s": time.perf_counter() - started, "distill_loss": last}
-
-
-#: Dataset pairs whose representations span the latent box of a MERLION policy.
-BOX_SAMPLES = 20_000
-
-
-def _train_representation(algo: MerlionLearner, buffer: TransitionBuffer, prepare,
-                          cfg: PolicyConfig) -> dict[str, float | None]:
-    """MERLION's first phase (Algorithm 2): ``merlion_steps`` steps of ``merlion_batch``, then
-    phi is frozen and the latent box measured. Returns its seconds and last summed loss."""
-    started = time.perf_counter()
-    generator = torch.Generator(device=buffer.device)
-    generator.manual_seed(cfg.seed + 2)
-    algo.train()
-    stats = None
-    for _ in tqdm(range(cfg.merlion_steps), disable=not cfg.progress, desc="merlion phi",
-                  unit="step"):
-        stats = algo.update_representation(prepare(buffer.sample(cfg.merlion_batch)), generator)
-    box = prepare(buffer.sample(BOX_SAMPLES))
-    algo.freeze_representation(box.observations, box.actions)
-    last = None if stats is None else float(sum(v for k, v in stats.items()
-                                                if k.endswith("_loss")))
-    return {"representation_s": time.perf_counter() - started, "representation_loss": last}
 
 
 def _evaluation(algo: Learner, norm, cfg: PolicyConfig, env_name: str,
@@ -387,8 +286,9 @@ def _evaluation(algo: Learner, norm, cfg: PolicyConfig, env_name: str,
     """``eval_episodes`` seeded episodes, batched; the same environment seeds every time, and
     a sampling generator seeded by (seed, step) so a resumed run evaluates identically."""
     started = time.perf_counter()
+    env_seed, sampling_seed = evaluation_seeds(cfg.seed, step)
     generator = torch.Generator(device=device)
-    generator.manual_seed(cfg.seed * 1_000_003 + step)
+    generator.manual_seed(sampling_seed)
     algo.eval()
 
     def policy_fn(observations: np.ndarray) -> np.ndarray:
@@ -397,7 +297,7 @@ def _evaluation(algo: Learner, norm, cfg: PolicyConfig, env_name: str,
             return algo.eval_actions(obs, generator).cpu().numpy()
 
     result = evaluate(policy_fn, env_name, env_kwargs, episodes=cfg.eval_episodes,
-                      seed=1_000_000 + 1000 * cfg.seed)
+                      seed=env_seed)
     algo.train()
     return {"eval_return_mean": float(result.mean), "eval_return_std": float(result.std),
             "eval_normalised": result.normalised, "eval_s": time.perf_counter() - started}

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from spin_train.data import ObservationNormaliser, TransitionBuffer, materialise, split_episodes
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel, ASMConfig
-from spin_train.options import check_finite, field_defaults, option
+from spin_train.options import (RunOptions, check_finite, field_defaults, option,
+                                resumable_fields)
 from spin_train.pretrain.objectives import make_objective
 from spin_train.runs import (MetricsLog, RunError, load_checkpoint, prepare_run_dir,
                              read_metrics, save_checkpoint, write_json)
@@ -31,16 +32,16 @@ from spin_train.runs import (MetricsLog, RunError, load_checkpoint, prepare_run_
 ASM_FORMAT = 1
 
 
-@dataclass
-class PretrainConfig:
-    """Everything a pre-training run depends on (defaults: REFERENCE section 3)."""
+@dataclass(kw_only=True)
+class PretrainConfig(RunOptions):
+    """Everything a pre-training run depends on (defaults: REFERENCE section 3): the fields
+    below and the run options every spin-train command shares (``RunOptions``; ``--out``
+    defaults to runs/pretrain/<dataset id>-<objective>-s<seed>)."""
 
-    dataset: str = option(help="store path or URL (spin-data generate's output)")
-    out: str | None = option(
-        None, "run directory; default runs/pretrain/<dataset id>-<objective>-s<seed>")
     objective: str = option("mam", "mam (SPIN), vam (variational) or cam (contrastive)")
     epochs: int = option(
-        100, "an epoch is ceil(N_train / batch_size) steps, sampled with replacement")
+        100, "an epoch is ceil(N_train / batch_size) steps, sampled with replacement",
+        resumable=True)
     batch_size: int = option(1024, "(state, action) pairs per step")
     lr: float = option(4e-4, "Adam learning rate")
     grad_clip: float = option(1.0, "global grad-norm clip")
@@ -58,19 +59,16 @@ class PretrainConfig:
     normalise: bool = option(True, "standardise observations with the dataset's mean/std (saved)")
     val_fraction: float = option(0.05, "fraction of episodes held out for validation")
     val_size: int = option(8192, "at most this many held-out steps are evaluated")
-    val_every: int = option(1, "epochs between validations")
+    val_every: int = option(1, "epochs between validations", resumable=True)
     checkpoint_every: int = option(
-        5, "epochs between kept checkpoints (last.pt is written every epoch)")
+        5, "epochs between kept checkpoints (last.pt is written every epoch)", resumable=True)
     early_stop_patience: int | None = option(
-        None, "stop after this many validations without progress")
-    early_stop_min_delta: float = option(0.0, "smallest change of the monitored metric that counts")
-    log_every: int = option(50, "steps between reads of the loss on the host (no per-step sync)")
-    device: str = option("auto", "auto, cpu, cuda, cuda:N")
-    amp: bool = option(True, "bf16 autocast on CUDA")
-    compile: bool = option(False, "torch.compile the training step's forward")
-    seed: int = option(0, "model init, batches, masking, split")
-    cache_dir: str | None = option(None, "spin_train's dataset cache ($SPIN_CACHE_DIR by default)")
-    progress: bool = option(True, "tqdm bar")
+        None, "stop after this many validations without progress", resumable=True)
+    early_stop_min_delta: float = option(
+        0.0, "smallest change of the monitored metric that counts", resumable=True)
+    log_every: int = option(50, "steps between reads of the loss on the host (no per-step sync)",
+                            resumable=True)
+    compile: bool = option(False, "torch.compile the training step's forward", resumable=True)
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -96,12 +94,6 @@ class PretrainConfig:
         return {"mam": {"select_prob": self.select_prob},
                 "vam": {"latent_dim": self.vam_latent_dim, "beta": self.vam_beta},
                 "cam": {"temperature": self.cam_temperature}}.get(self.objective, {})
-
-
-#: Settings a resumed run may change; every other key must match the run directory's.
-RESUMABLE_CHANGES = {"dataset", "out", "epochs", "val_every", "checkpoint_every",
-                     "early_stop_patience", "early_stop_min_delta", "log_every", "device", "amp",
-                     "compile", "cache_dir", "progress"}
 
 
 @dataclass
@@ -194,7 +186,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     resolved.update(out=str(run_dir), dataset_checksum=cached.content_checksum,
                     dataset_id=dataset_id, asm=asm_cfg.to_dict(),
                     train_steps=int(len(train_steps)), val_steps=int(len(val_steps)))
-    identity = [k for k in resolved if k not in RESUMABLE_CHANGES]
+    identity = [k for k in resolved if k not in resumable_fields(type(cfg))]
     run_dir, state = prepare_run_dir(run_dir, resolved, identity_keys=identity,
                                      defaults=field_defaults(type(cfg)))
 
