@@ -17,9 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spin_data.envs.reference import SCORE_SCALES
+from spin_data.yaml_lines import LineList, LineMap, YamlFileError, read_yaml
 
 #: Step-level keys every dataset entry, pre-training group and policy group may carry.
 RESOURCE_KEYS = ("cpus", "gpus")
@@ -44,88 +43,14 @@ class PipelineError(ValueError):
         super().__init__(where + message)
 
 
-# ============================================================================= YAML with lines
-class LineMap(dict):
-    """A YAML mapping that remembers its own line and each key's line (1-based)."""
-
-    line: int = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lines: dict[Any, int] = {}
-
-    def line_of(self, key: Any) -> int:
-        return self.lines.get(key, self.line)
-
-
-class LineList(list):
-    """A YAML sequence that remembers its own line and each item's line (1-based)."""
-
-    line: int = 0
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.lines: list[int] = []
-
-    def line_of(self, index: int) -> int:
-        return self.lines[index] if index < len(self.lines) else self.line
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int) -> None:
-        super().__init__(key, line)
-        self.key, self.line = key, line
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader (no Python objects) whose mappings and sequences record their lines.
-
-    Duplicate keys are refused: plain PyYAML keeps the last one silently, which would hide a
-    setting the author thought was in effect.
-    """
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
-    loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
-    result = LineMap()
-    result.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in result:
-            raise _DuplicateKey(key, line)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[key] = line
-    return result
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.lines = [child.start_mark.line + 1 for child in node.value]
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
 def load_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file into :class:`LineMap` / :class:`LineList` / scalars, with lines."""
+    """Parse a pipeline file into :class:`LineMap` / :class:`LineList` / scalars, with lines."""
     try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise PipelineError(f"cannot read the pipeline file: {err.strerror or err}", path) from None
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as err:
-        raise PipelineError(f"duplicate key {err.key!r}", path, err.line) from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise PipelineError(f"not valid YAML: {err.problem or err.context}", path,
-                            mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as err:
-        raise PipelineError(f"not valid YAML: {err}", path) from None
+        return read_yaml(path)
+    except YamlFileError as err:
+        if err.unreadable:
+            raise PipelineError(f"cannot read the pipeline file: {err.problem}", path) from None
+        raise PipelineError(err.problem, path, err.line) from None
 
 
 # ============================================================================= the spec
