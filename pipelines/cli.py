@@ -77,7 +77,8 @@ def run(pipeline_file: str, executor: str, workers: int, address: str | None,
     """Run the pipeline in FILE: every step whose outputs are not already there for the same
     inputs, each as soon as the steps it reads are complete. Interrupted? Run it again."""
     from pipelines.graph import build_graph, describe
-    from pipelines.spec import PipelineError, load_pipeline
+    from pipelines.spec import PipelineError
+    from pipelines.validate import load_pipeline
 
     if address is not None and executor != "ray":
         raise click.UsageError("--address is for --executor ray")

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spin_data.envs import registry
 from spin_data.text import one_line
+from spin_data.yaml_lines import YamlFileError, read_yaml
 
 QUALITIES: tuple[str, ...] = ("random", "medium", "expert", "medium-expert",
                               "random-medium-expert")
@@ -170,17 +169,12 @@ class Recipe:
             RecipeError: unreadable, not YAML (the file and line named), or not a recipe.
         """
         try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise RecipeError(f"{path}: cannot read the recipe: {err.strerror or err}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark or err.context_mark
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise RecipeError(f"{where}: not valid YAML: {err.problem or err.context}") from None
-        except yaml.YAMLError as err:
-            raise RecipeError(f"{path}: not valid YAML: {one_line(err)}") from None
+            data = read_yaml(path, lines=False)  # a repeated key keeps its last value
+        except YamlFileError as err:
+            if err.unreadable:
+                raise RecipeError(f"{path}: cannot read the recipe: {err.problem}") from None
+            where = f"{path}:{err.line}" if err.line else str(path)
+            raise RecipeError(f"{where}: {one_line(err.problem)}") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: a recipe file holds one mapping of keys")
         return cls.from_dict(data, where=str(path))

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.executors import LocalExecutor, Progress, RayExecutor, run_pipeline
 from pipelines.graph import build_graph, describe, read_step_file
-from pipelines.spec import PipelineError, load_pipeline
+from pipelines.spec import PipelineError
+from pipelines.validate import load_pipeline
 from spin_train.runs import read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
