@@ -47,10 +47,6 @@ PART_STRIDE = 100_000
 RECIPE_FILE = "recipe.json"
 
 
-class GenerateError(RuntimeError):
-    """A generate run that cannot go on (e.g. a staging area of another recipe)."""
-
-
 def episode_seed(master_seed: int, source: str, index: int) -> int:
     """Reset seed of episode ``index`` of ``source``: independent streams per source."""
     state = np.random.SeedSequence([master_seed, SOURCES.index(source), index])
