@@ -135,6 +135,14 @@ def _store_errors() -> contextlib.AbstractContextManager[None]:
     return click_errors(usage=(PickleNotAllowed,), parameters={UnknownEnvironment: "--env"})
 
 
+def _check_bins(env_name: str, bins: int | None) -> None:
+    """:func:`registry.check_bins` as a usage error of ``--bins`` (exit 2)."""
+    try:
+        registry.check_bins(env_name, bins)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--bins") from None
+
+
 @main.command()
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -289,9 +297,8 @@ def import_(source_path: str, fmt: str, env_name: str | None, bins: int | None, 
         raise click.UsageError(f"{source_path}: refused: {tools.PICKLE_REFUSAL}")
     with _store_errors():
         family = registry.resolve(env_name).family if env_name else None
-        if family == "maze" and bins not in (None, 2):
-            raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
-                                     param_hint="--bins")
+        if env_name:
+            _check_bins(env_name, bins)
         if fmt == "minari":
             from spin_data.store.tools.minari_io import import_minari
 
@@ -559,9 +566,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
         spec = registry.resolve(env_name)
     except ValueError as err:
         raise click.BadParameter(one_line(err), param_hint="--env") from None
-    if spec.family == "maze" and bins not in (None, 2):
-        raise click.BadParameter(f"maze actuators are on/off: bins must be 2, got {bins}",
-                                 param_hint="--bins")
+    _check_bins(env_name, bins)
     if spec.family == "maze" and grid not in (None, "actuator"):
         raise click.BadParameter("grid applies to DMC tasks only", param_hint="--grid")
     grid = grid or ("unit" if spec.family == "dmc" else "actuator")

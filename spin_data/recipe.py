@@ -88,11 +88,13 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise RecipeError(f"unknown quality {self.quality!r}: accepted {', '.join(QUALITIES)}")
-        spec = registry.resolve(self.env)  # raises UnknownEnvironment, a ValueError
+        registry.resolve(self.env)  # raises UnknownEnvironment, a ValueError
         if self.bins is not None and self.bins < 2:
             raise RecipeError(f"bins must be >= 2, got {self.bins}")
-        if spec.family == "maze" and self.bins not in (None, 2):
-            raise RecipeError(f"maze actuators are on/off: bins must be 2, got {self.bins}")
+        try:
+            registry.check_bins(self.env, self.bins)
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
         if self.grid not in ("actuator", "unit"):
             raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
         if self.library not in (None, "sb3", "sbx"):

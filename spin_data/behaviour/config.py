@@ -153,11 +153,9 @@ class BehaviourConfig:
 
     def __post_init__(self) -> None:
         spec = registry.resolve(self.env)  # raises UnknownEnvironment
-        if spec.family == "maze":
-            if self.bins not in (None, 2):
-                raise ValueError(f"maze actuators are on/off: bins must be 2, got {self.bins}")
-            if self.grid != "actuator":
-                raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
+        registry.check_bins(self.env, self.bins)
+        if spec.family == "maze" and self.grid != "actuator":
+            raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
         self.bins = spec.default_bins if self.bins is None else self.bins
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")

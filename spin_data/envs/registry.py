@@ -137,8 +137,7 @@ def make_env(
             render_mode=render_mode,
         )
     else:
-        if bins is not None and not _all_two(bins):
-            raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins!r}")
+        check_bins(name, bins)
         if grid != "actuator":
             raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
         if spec.canonical == "merlion":
@@ -153,10 +152,22 @@ def make_env(
     return env
 
 
-def _all_two(bins: int | Sequence[int]) -> bool:
-    if isinstance(bins, (int, np.integer)):
-        return int(bins) == 2
-    return all(b == 2 for b in bins)
+def check_bins(env: str, bins: int | Sequence[int] | None) -> None:
+    """Refuse bins that ``env`` cannot have: a maze's actuators are on/off, so its bins (one int
+    or one per actuator) must be 2. None (the env's default) and any DMC bins >= 2 pass here.
+
+    Raises:
+        ValueError: a maze with bins other than 2 (the one wording every caller shows).
+        UnknownEnvironment: ``env`` is no registry name.
+    """
+    if bins is None or resolve(env).family != "maze":
+        return
+    if isinstance(bins, (list, tuple, np.ndarray)):
+        all_two = all(b == 2 for b in bins)
+    else:
+        all_two = bins == 2
+    if not all_two:
+        raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins}")
 
 
 def reference_score(name: str, bins: int | None = None) -> ReferenceScore | None:
