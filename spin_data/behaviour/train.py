@@ -61,6 +61,7 @@ from spin_data.behaviour.resume import (EpisodeCounter, restore_training_state,
 from spin_data.collect import UniformRandomPolicy, collect_episodes
 from spin_data.envs import registry
 from spin_data.files import exclusive_lock, write_text_atomic
+from spin_data.paths import cache_root
 
 #: Evaluation episodes reset with seeds EVAL_SEED_BASE + 10_000 * config.seed + e, far from the
 #: training envs' seeds (config.seed + i), and identical at every rung (common random numbers).
@@ -78,9 +79,9 @@ class RunLocked(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """``$SPIN_CACHE_DIR/behaviour`` (``SPIN_CACHE_DIR`` defaults to ``~/.cache/spin``)."""
-    root = os.environ.get("SPIN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "spin")
-    return Path(root) / "behaviour"
+    """``<cache root>/behaviour``: :func:`spin_data.paths.cache_root` is ``$SPIN_CACHE_DIR``,
+    default ``~/.cache/spin``."""
+    return cache_root() / "behaviour"
 
 
 def run_directory(config: BehaviourConfig, cache_dir: str | os.PathLike | None = None) -> Path:

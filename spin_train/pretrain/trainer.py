@@ -69,7 +69,7 @@ class PretrainConfig:
     amp: bool = option(True, "bf16 autocast on CUDA")
     compile: bool = option(False, "torch.compile the training step's forward")
     seed: int = option(0, "model init, batches, masking, split")
-    cache_dir: str | None = option(None, "spin_train's dataset cache ($SPIN_CACHE_DIR by default)")
+    cache_dir: str | None = option(None, "spin_train's dataset cache ($SPIN_CACHE_DIR/datasets by default)")
     progress: bool = option(True, "tqdm bar")
 
     def __post_init__(self) -> None:
