@@ -121,14 +121,14 @@ def envs(names: tuple[str, ...], bins: int, grid: str, suite: bool, fmt: str) ->
 
 
 # ============================================================================= dataset tools
-# The commands below are thin: the work is in spin_data.store.tools. Library errors become one
+# The commands below are thin: the work is in spin_data.tools. Library errors become one
 # line ("Error: <store>: <problem>") and exit 1; bad arguments exit 2 (click's usage errors).
 
 
 def _store_errors() -> contextlib.AbstractContextManager[None]:
     """The store's and the tools' errors -> one-line click errors, no traceback."""
     from spin_data.envs.registry import UnknownEnvironment
-    from spin_data.store.tools import PickleNotAllowed
+    from spin_data.tools import PickleNotAllowed
 
     # DatasetOpenError, StoreLocationError, DatasetWriteError, ToolError, BinGridError are
     # ValueErrors; StagingExists is a RuntimeError; OSError: unreadable/unwritable.
@@ -154,7 +154,8 @@ def info(store: str, as_json: bool, scale: str) -> None:
 
     STORE: a store path or URL (directory, file://, .zip, s3://...).
     """
-    from spin_data.store import open_dataset, tools
+    from spin_data import tools
+    from spin_data.store import open_dataset
 
     with _store_errors():
         ds = open_dataset(store)
@@ -171,7 +172,7 @@ def verify(store: str) -> None:
 
     STORE: a store path or URL.
     """
-    from spin_data.store import tools
+    from spin_data import tools
 
     with _store_errors():
         report = tools.verify(store)
@@ -196,7 +197,7 @@ def combine(stores: tuple[str, ...], out: str, dataset_id: str | None, workers: 
 
     The stores must share env, observation size and bin grid; they are only read.
     """
-    from spin_data.store import tools
+    from spin_data import tools
 
     if len(stores) < 2:
         raise click.BadParameter(f"combine needs at least two stores, got {len(stores)}",
@@ -219,11 +220,11 @@ def combine(stores: tuple[str, ...], out: str, dataset_id: str | None, workers: 
               help="Minari dataset id (default spin/<task>-<bins>bins/<quality>-v0).")
 def export(store: str, fmt: str, out: str, dataset_id: str | None) -> None:
     """Export STORE as plain numeric arrays (loads with numpy, no pickle) or as Minari."""
-    from spin_data.store import tools
+    from spin_data import tools
 
     with _store_errors():
         if fmt == "minari":
-            from spin_data.store.tools.minari_io import export_minari
+            from spin_data.tools.minari_io import export_minari
 
             exported = export_minari(store, out, dataset_id=dataset_id)
             click.echo(f"wrote Minari dataset {exported} in {out} (load: MINARI_DATASETS_PATH="
@@ -250,7 +251,7 @@ def card(store: str, out: str | None, license_: str | None, url: str | None) -> 
     """Write a dataset card for STORE: README.md (Hugging Face-style: task, sizes, returns,
     recipe, how to load it with spin, Minari and zarr) and croissant.json (MLCommons Croissant
     1.0 with every file's sha256)."""
-    from spin_data.store.tools.card import write_card
+    from spin_data.tools.card import write_card
 
     with _store_errors():
         readme, doc = write_card(store, out, license=license_, url=url)
@@ -289,7 +290,7 @@ def import_(source_path: str, fmt: str, env_name: str | None, bins: int | None, 
     exactly the env's time limit is a truncation, earlier a termination), or a Minari dataset.
     """
     from spin_data.envs import registry
-    from spin_data.store import tools
+    from spin_data import tools
 
     if fmt == "benchmark-pickle" and env_name is None:
         raise click.UsageError("Missing option '--env' (the environment of the pickle).")
@@ -300,7 +301,7 @@ def import_(source_path: str, fmt: str, env_name: str | None, bins: int | None, 
         if env_name:
             _check_bins(env_name, bins)
         if fmt == "minari":
-            from spin_data.store.tools.minari_io import import_minari
+            from spin_data.tools.minari_io import import_minari
 
             location, notes = import_minari(
                 source_path, out, env_name=env_name, bins=bins,

@@ -364,7 +364,7 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
     the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
     (local stores, card excluded), ``card`` (the README.md written into a directory store, see
-    :mod:`spin_data.store.tools.card`; None elsewhere), ``warnings``.
+    :mod:`spin_data.tools.card`; None elsewhere), ``warnings``.
     """
     with writer_lock(out):
         if exists(parse_location(os.fspath(out))):
@@ -444,7 +444,7 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
         size = (target.stat().st_size if target.is_file()
                 else sum(f.stat().st_size for f in target.rglob("*") if f.is_file()))
     if loc.kind == "local":  # a directory store gets its dataset card (README.md, croissant.json)
-        from spin_data.store.tools.card import write_card
+        from spin_data.tools.card import write_card
 
         card = str(write_card(ds)[0])
     return {"location": location, "phases_s": timings, "returns": returns,

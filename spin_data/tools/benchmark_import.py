@@ -1,5 +1,5 @@
 """``spin-data import``: the benchmark's pickled transitions into a spin store (through
-:mod:`~spin_data.store.tools.restricted_pickle`).
+:mod:`~spin_data.tools.restricted_pickle`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from spin_data.envs.bins import BinGrid
 from spin_data.store import schema
 from spin_data.files import file_sha256
-from spin_data.store.tools.base import ToolError, default_dataset_id, imported_task
-from spin_data.store.tools.restricted_pickle import (
+from spin_data.tools.base import ToolError, default_dataset_id, imported_task
+from spin_data.tools.restricted_pickle import (
     PICKLE_REFUSAL,
     PickleNotAllowed,
     RestrictedUnpickler,
