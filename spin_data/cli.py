@@ -502,7 +502,7 @@ def _announce_behaviour(config: Any, cache_dir: str | None) -> None:
     with advice when that is long. Nothing for a run already complete in the cache."""
     from spin_data.behaviour import load_ladder, run_directory
     from spin_data.behaviour.estimate import estimate_training
-    from spin_data.behaviour.train import find_shorter_run
+    from spin_data.behaviour.resume import find_shorter_run
 
     run = run_directory(config, cache_dir)
     ladder = load_ladder(run)

@@ -24,13 +24,8 @@ from spin_data.behaviour.policy import (
     SquashedGaussian,
     load_policy,
 )
-from spin_data.behaviour.train import (
-    RunLocked,
-    default_cache_dir,
-    load_ladder,
-    run_directory,
-    train_behaviour,
-)
+from spin_data.behaviour.run_dir import RunLocked, default_cache_dir, load_ladder, run_directory
+from spin_data.behaviour.train import train_behaviour
 
 __all__ = [
     "ALGORITHMS",

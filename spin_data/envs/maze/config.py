@@ -40,7 +40,6 @@ def check_box(box: Sequence[float], what: str) -> Box:
     return (x_lo, x_hi, y_lo, y_hi)
 
 
-
 @dataclass(frozen=True)
 class Region:
     """A rectangular region of the arena that rewards (or ends the episode) when the agent is in it.
@@ -200,4 +199,3 @@ MERLION_CONFIG = MazeConfig(
 def merlion_config() -> MazeConfig:
     """The MERLION maze preset (:data:`MERLION_CONFIG`); region placement is spin's choice."""
     return MERLION_CONFIG
-
