@@ -39,7 +39,7 @@ from spin_data.recipe import SOURCES, Recipe
 from spin_data.store import DatasetWriter, publish, writer_lock
 from spin_data.store.location import (StoreLocationError, default_staging_dir, exists,
                                       parse_location)
-from spin_data.store.writer import StagingExists
+from spin_data.store.staging import StagingExists
 
 #: Parts of source k are numbered from k * PART_STRIDE, so the store lists random, medium,
 #: expert episodes in that order.

@@ -13,7 +13,7 @@ but the few numpy needs to rebuild arrays and scalars.
 Library errors are :class:`ToolError` (a ``ValueError``) or the store's own errors
 (:class:`~spin_data.store.reader.DatasetOpenError`,
 :class:`~spin_data.store.location.StoreLocationError`,
-:class:`~spin_data.store.writer.DatasetWriteError`, :class:`~spin_data.store.writer.StagingExists`),
+:class:`~spin_data.store.staging.DatasetWriteError`, :class:`~spin_data.store.staging.StagingExists`),
 each one line naming the store and the problem.
 
 Modules: ``verification`` (verify), ``combination`` (combine), ``npz_export`` (export_npz),
