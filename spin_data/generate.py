@@ -45,6 +45,8 @@ from spin_data.store.staging import StagingExists
 #: expert episodes in that order.
 PART_STRIDE = 100_000
 RECIPE_FILE = "recipe.json"
+#: Where collection tasks run: local processes, or Ray tasks (a local instance or a cluster).
+BACKENDS: tuple[str, ...] = ("local", "ray")
 
 
 def episode_seed(master_seed: int, source: str, index: int) -> int:
@@ -275,7 +277,7 @@ class TaskPool:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             self._remote = ray.remote(num_cpus=1)(run_task)
         elif backend != "local":
-            raise ValueError(f"unknown backend {backend!r}: accepted local, ray")
+            raise ValueError(f"unknown backend {backend!r}: accepted {', '.join(BACKENDS)}")
 
     def submit(self, *args: Any) -> concurrent.futures.Future:
         if self.backend == "ray":

@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from spin_data.behaviour.learners import LIBRARIES
 from spin_data.envs import registry
+from spin_data.envs.bins import GRID_KINDS
 from spin_data.text import one_line
 
 QUALITIES: tuple[str, ...] = ("random", "medium", "expert", "medium-expert",
@@ -95,10 +97,10 @@ class Recipe:
             registry.check_bins(self.env, self.bins)
         except ValueError as err:
             raise RecipeError(str(err)) from None
-        if self.grid not in ("actuator", "unit"):
-            raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
-        if self.library not in (None, "sb3", "sbx"):
-            raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
+        if self.grid not in GRID_KINDS:
+            raise RecipeError(f"unknown grid {self.grid!r}: accepted {', '.join(GRID_KINDS)}")
+        if self.library is not None and self.library not in LIBRARIES:
+            raise RecipeError(f"unknown library {self.library!r}: accepted {', '.join(LIBRARIES)}")
         if self.algorithm is not None or self.library is not None:
             from spin_data.behaviour.config import default_algorithm, default_library
             from spin_data.behaviour.learners import check_learner

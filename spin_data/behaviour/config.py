@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from spin_data.behaviour.learners import ALGORITHMS, SQUASHED_GAUSSIAN, check_learner, sbx_installed
 from spin_data.envs import registry
+from spin_data.envs.bins import GRID_KINDS, GridKind
 
 Algorithm = Literal["sac", "tqc", "crossq", "ppo"]
 Library = Literal["sb3", "sbx"]
@@ -131,7 +132,7 @@ class BehaviourConfig:
     # Bins per action dimension; None = the env's default (3 for DMC, 2 for mazes).
     bins: int | None = None
     # DMC bin grid: each actuator's real bounds ("actuator") or [-1, 1] ("unit"); mazes: "actuator".
-    grid: Literal["actuator", "unit"] = "actuator"
+    grid: GridKind = "actuator"
     # "sac", "tqc", "crossq" (on the continuous view) or "ppo" (on MultiDiscrete); None = sac for
     # DMC, ppo for mazes.
     algorithm: Algorithm | None = None
@@ -159,8 +160,8 @@ class BehaviourConfig:
         self.bins = spec.default_bins if self.bins is None else self.bins
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")
-        if self.grid not in ("actuator", "unit"):
-            raise ValueError(f"grid must be 'actuator' or 'unit', got {self.grid!r}")
+        if self.grid not in GRID_KINDS:
+            raise ValueError(f"grid must be {' or '.join(map(repr, GRID_KINDS))}, got {self.grid!r}")
         self.algorithm = default_algorithm(self.env) if self.algorithm is None else self.algorithm
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}: accepted {', '.join(ALGORITHMS)}")
@@ -234,7 +235,7 @@ def preset(
     budget: str | int = "default",
     *,
     bins: int | None = None,
-    grid: Literal["actuator", "unit"] = "actuator",
+    grid: GridKind = "actuator",
     algorithm: Algorithm | None = None,
     library: Library | None = None,
     seed: int = 0,

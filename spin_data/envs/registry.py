@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from spin_data.envs import reference
+from spin_data.envs.bins import GridKind
 from spin_data.envs import maze
 from spin_data.envs.maze import MAX_ACTUATORS, MIN_ACTUATORS
 from spin_data.envs.reference import NoReferenceScore, ReferenceScore
@@ -106,7 +107,7 @@ def make_env(
     bins: int | Sequence[int] | None = None,
     seed: int | None = None,
     *,
-    grid: Literal["actuator", "unit"] = "actuator",
+    grid: GridKind = "actuator",
     continuous: bool = False,
     render_mode: str | None = None,
 ) -> gym.Env:
