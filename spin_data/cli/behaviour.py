@@ -7,8 +7,12 @@ from typing import Any
 import click
 
 from spin_data.cli.common import check_bins, resume_hint, store_errors
+from spin_data.behaviour.config import BehaviourConfig
 from spin_data.cli.group import main
+from spin_data.cli.options import (algorithm_option, bins_option, field_default, grid_option,
+                                   library_option)
 from spin_data.envs import registry
+from spin_data.recipe import Recipe
 from spin_data.text import one_line
 
 
@@ -71,20 +75,18 @@ def announce_behaviour(config: Any, cache_dir: str | None) -> None:
 @main.command(name="train-behaviour")
 @click.option("--env", "env_name", required=True,
               help="Environment (cheetah, walker-walk, maze-5, ...).")
-@click.option("--bins", type=click.IntRange(min=2), default=None,
-              help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
-@click.option("--grid", type=click.Choice(["actuator", "unit"]), default=None,
-              help="DMC bin grid: actuator bounds, or the benchmark's [-1, 1] (default: unit, "
-                   "the catalogue's, so that generate reuses the run).")
-@click.option("--algorithm", type=click.Choice(["sac", "tqc", "crossq", "ppo"]), default=None,
-              help="Learner (default: sac on the continuous view for DMC, ppo for mazes).")
-@click.option("--library", type=click.Choice(["sb3", "sbx"]), default=None,
-              help="sb3 (torch) or sbx (JAX, extra .[sbx]); default: sbx for sac/tqc/crossq when "
-                   "installed, else sb3; ppo: sb3.")
-@click.option("--budget", default="default", show_default=True,
+@bins_option()
+@grid_option("DMC bin grid: actuator bounds, or the benchmark's [-1, 1] (default: unit, the "
+             "catalogue's, so that generate reuses the run).")
+@algorithm_option("Learner (default: sac on the continuous view for DMC, ppo for mazes).")
+@library_option("sb3 (torch) or sbx (JAX, extra .[sbx]); default: sbx for sac/tqc/crossq when "
+                "installed, else sb3; ppo: sb3.")
+# A recipe's budget is the behaviour run's: the same setting, with the recipe's default.
+@click.option("--budget", default=field_default(Recipe, "budget"), show_default=True,
               help="Training env steps: a preset (test: seconds; default: realistic, hours for "
                    "DMC) or a number.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Learner and env seed.")
+@click.option("--seed", type=int, default=field_default(BehaviourConfig, "seed"),
+              show_default=True, help="Learner and env seed.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Directory of runs (default: $SPIN_CACHE_DIR/behaviour, ~/.cache/spin/behaviour).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -150,7 +152,6 @@ def ship_behaviour_command(run: str, dest: str | None) -> None:
     import json
     from pathlib import Path
 
-    from spin_data.behaviour import BehaviourConfig
     from spin_data.behaviour.shipped import ladders_dir, ship_run, shipped_name
 
     with store_errors():

@@ -12,7 +12,10 @@ import click
 
 from spin_data.cli.common import check_bins, store_errors
 from spin_data.cli.group import main
+from spin_data.cli.options import bins_option, grid_option
 from spin_data.envs.reference import SCORE_SCALES
+from spin_data.store import schema
+from spin_data.tools.benchmark_import import ACTION_ENCODINGS
 
 
 @main.command()
@@ -138,18 +141,15 @@ def card(store: str, out: str | None, license_: str | None, url: str | None) -> 
                    "dataset directory or local id (extra .[minari]).")
 @click.option("--env", "env_name", default=None,
               help="Environment the data was collected on (needed unless spin exported it).")
-@click.option("--bins", type=click.IntRange(min=2), default=None,
-              help="Bins per action dimension (default: the env's, 3 for DMC, 2 for mazes).")
-@click.option("--grid", type=click.Choice(["unit", "actuator"]), default="unit", show_default=True,
-              help="DMC bin grid of the data: the benchmark's [-1, 1], or actuator bounds.")
+@bins_option()
+@grid_option("DMC bin grid of the data: the benchmark's [-1, 1], or actuator bounds.",
+             default="unit")
 @click.option("--out", required=True, help="Where to publish the store (must not exist).")
 @click.option("--allow-pickle", is_flag=True,
               help="Permit unpickling PICKLE (it runs code from the file: trusted files only).")
-@click.option("--source", type=click.Choice(["random", "medium", "expert", "other"]),
-              default="other", show_default=True,
+@click.option("--source", type=click.Choice(schema.SOURCES), default="other", show_default=True,
               help="Source code of every episode (benchmark pickles).")
-@click.option("--actions", type=click.Choice(["auto", "indices", "values"]), default="auto",
-              show_default=True,
+@click.option("--actions", type=click.Choice(ACTION_ENCODINGS), default="auto", show_default=True,
               help="Actions in a pickle: bin indices, bin values, or auto (ints = indices).")
 @click.option("--quantise", is_flag=True,
               help="Minari datasets with continuous (Box) actions: snap them to the nearest "

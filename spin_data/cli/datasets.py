@@ -10,17 +10,19 @@ import click
 from spin_data.cli.behaviour import announce_behaviour
 from spin_data.cli.common import resume_hint, store_errors
 from spin_data.cli.group import main
+from spin_data.cli.options import algorithm_option, bins_option, library_option
+from spin_data.generate import BACKENDS
+from spin_data.recipe import QUALITIES
 from spin_data.text import one_line
 
 
 @main.command()
 @click.option("--env", "env_name", default=None, help="Environment (registry name).")
-@click.option("--quality", type=click.Choice(["random", "medium", "expert", "medium-expert",
-                                             "random-medium-expert"]), default=None,
+@click.option("--quality", type=click.Choice(QUALITIES), default=None,
               help="Dataset quality (with --env; or give --recipe).")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Run this recipe file instead of the catalog's.")
-@click.option("--bins", type=click.IntRange(min=2), default=None, help="Bins per dimension.")
+@bins_option("Bins per dimension.")
 @click.option("--size", type=click.IntRange(min=1), default=None, help="Transitions (full "
               "episodes; default: the quality's benchmark size).")
 @click.option("--out", default=None, help="Store location (default: <data root>/<dataset name>).")
@@ -28,15 +30,13 @@ from spin_data.text import one_line
               help="Collection processes (each writes its own parts of the store).")
 @click.option("--seed", type=int, default=None, help="Master seed (default: the recipe's).")
 @click.option("--budget", default=None, help="Behaviour budget: test, default or env steps.")
-@click.option("--algorithm", type=click.Choice(["sac", "tqc", "crossq", "ppo"]), default=None,
-              help="Behaviour learner (default: the recipe's, else sac for DMC, ppo for mazes).")
-@click.option("--library", type=click.Choice(["sb3", "sbx"]), default=None,
-              help="Behaviour learner's library (default: the recipe's, else sbx when installed "
-                   "for sac/tqc/crossq).")
+@algorithm_option("Behaviour learner (default: the recipe's, else sac for DMC, ppo for mazes).")
+@library_option("Behaviour learner's library (default: the recipe's, else sbx when installed "
+                "for sac/tqc/crossq).")
 @click.option("--deterministic/--stochastic", default=None,
               help="Behaviour policies act with their mode instead of sampling (default: the "
                    "recipe's; the catalog's recipes sample).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+@click.option("--backend", type=click.Choice(BACKENDS), default="local",
               show_default=True, help="Run collection tasks in local processes or as Ray tasks.")
 @click.option("--address", default=None,
               help="Ray cluster address (default: start a local Ray instance).")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from spin_data.cli.group import main
+from spin_data.cli.options import bins_option, grid_option
 from spin_data.envs import registry
 from spin_data.text import align_rows
 
@@ -66,11 +67,10 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--bins", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Bins per action dimension for DMC tasks (mazes are always 2: off/on).")
-@click.option("--grid", type=click.Choice(["actuator", "unit"]), default="actuator",
-              show_default=True,
-              help="DMC bin grid: each actuator's real bounds, or the benchmark's [-1, 1].")
+@bins_option("Bins per action dimension for DMC tasks (mazes are always 2: off/on).",
+             default=registry.DMC_DEFAULT_BINS)
+@grid_option("DMC bin grid: each actuator's real bounds, or the benchmark's [-1, 1].",
+             default="actuator")
 @click.option("--suite", is_flag=True,
               help="Also list every dm_control suite task (any domain-task is accepted).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",

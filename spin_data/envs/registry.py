@@ -36,6 +36,8 @@ DMC_SHORT_NAMES: dict[str, str] = {
 #: Actuator counts of the benchmark's maze (SPIN evaluates 5, 10 and 15).
 MAZE_BENCHMARK_ACTUATORS: tuple[int, ...] = (3, 5, 7, 10, 12, 15)
 MAZE_DEFAULT_ACTUATORS = 5
+#: Bins per action dimension of a DMC task when none are given (a maze's are always 2: off/on).
+DMC_DEFAULT_BINS = 3
 
 _MAZE_NAME = re.compile(r"^maze(?:-(\d+))?$")
 
@@ -74,7 +76,7 @@ def resolve(name: str) -> EnvSpec:
     """Resolve a registry name (see the module docstring) to its :class:`EnvSpec`."""
     key = name.strip().lower()
     if key in DMC_SHORT_NAMES:
-        return EnvSpec(name, DMC_SHORT_NAMES[key], "dmc", 3)
+        return EnvSpec(name, DMC_SHORT_NAMES[key], "dmc", DMC_DEFAULT_BINS)
     if key == "merlion":
         return EnvSpec(name, "merlion", "maze", 2)
     match = _MAZE_NAME.match(key)
@@ -93,7 +95,7 @@ def resolve(name: str) -> EnvSpec:
         raise UnknownEnvironment(
             f"unknown environment {name!r}: accepted {accepted_names()}"
         ) from None
-    return EnvSpec(name, key, "dmc", 3)
+    return EnvSpec(name, key, "dmc", DMC_DEFAULT_BINS)
 
 
 def registered_envs() -> list[EnvSpec]:
@@ -134,7 +136,7 @@ def make_env(
 
         domain, task = spec.canonical.split("-", 1)
         env: gym.Env = DMCDiscreteEnv(
-            domain, task, bins=3 if bins is None else bins, grid=grid, seed=seed,
+            domain, task, bins=DMC_DEFAULT_BINS if bins is None else bins, grid=grid, seed=seed,
             render_mode=render_mode,
         )
     else:
