@@ -161,7 +161,8 @@ class BehaviourConfig:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")
         if self.grid not in GRID_KINDS:
-            raise ValueError(f"grid must be {' or '.join(map(repr, GRID_KINDS))}, got {self.grid!r}")
+            accepted = " or ".join(map(repr, GRID_KINDS))
+            raise ValueError(f"grid must be {accepted}, got {self.grid!r}")
         self.algorithm = default_algorithm(self.env) if self.algorithm is None else self.algorithm
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}: accepted {', '.join(ALGORITHMS)}")

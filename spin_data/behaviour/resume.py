@@ -160,7 +160,10 @@ def _replay_envs(model: Any, venv: Any, positions: list[dict[str, int]]) -> np.n
 
 
 # ============================================================================= resume states
-def save_resume_state(model: Any, config: BehaviourConfig, run: Path, step: int, venv: Any) -> None:
+def save_resume_state(model: Any, config: BehaviourConfig, run: Path, step: int, venv: Any
+                      ) -> None:
+    """Write ``run/resume/step-<step>/``: SB3's model (and replay buffer, off-policy) and the
+    exact training state (:func:`save_training_state`), replacing the folder atomically."""
     target = run / "resume" / f"step-{step}"
     tmp = run / "resume" / f".step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -175,7 +178,8 @@ def save_resume_state(model: Any, config: BehaviourConfig, run: Path, step: int,
 
 def load_resume_state(config: BehaviourConfig, state: Path, venv: Any, device: str) -> Any:
     """The SB3 model (and SAC's replay buffer) that :func:`save_resume_state` wrote in ``state``."""
-    model = learners.algorithm_class(config.algorithm, config.library).load(state / "model.zip", env=venv, device=device)
+    algorithm = learners.algorithm_class(config.algorithm, config.library)
+    model = algorithm.load(state / "model.zip", env=venv, device=device)
     if config.algorithm != "ppo":
         model.load_replay_buffer(state / "replay_buffer.pkl")
     return model

@@ -139,7 +139,8 @@ def train_behaviour(
         device: torch device for SB3 (``"auto"``: see :func:`resolve_device`). Not part of the
             cache key: checkpoints are saved on the CPU either way.
 
-    Once the budget is reached the run's picks are confirmed (:func:`~spin_data.behaviour.confirm.confirm_rungs`).
+    Once the budget is reached the run's picks are confirmed
+    (:func:`~spin_data.behaviour.confirm.confirm_rungs`).
 
     Returns:
         The complete, confirmed ladder. A run already so in the cache returns at once,
