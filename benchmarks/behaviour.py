@@ -44,12 +44,8 @@ from common import write_results  # noqa: E402
 from spin_data.behaviour import BehaviourConfig, BehaviourPolicy  # noqa: E402
 from spin_data.behaviour import learners  # noqa: E402
 from spin_data.behaviour.policy import build_policy_module, load_into, make_policy_spec  # noqa: E402
-from spin_data.behaviour.train import (  # noqa: E402
-    _new_model,
-    bin_grid_of,
-    evaluate_returns,
-    make_training_env,
-)
+from spin_data.behaviour.evaluation import bin_grid_of, evaluate_returns  # noqa: E402
+from spin_data.behaviour.train import _new_model, make_training_env  # noqa: E402
 from spin_data.envs import registry  # noqa: E402
 
 #: name -> (algorithm, library, n_envs, extra hyperparameters)

@@ -39,16 +39,14 @@ from spin_data.recipe import SOURCES, Recipe
 from spin_data.store import DatasetWriter, publish, writer_lock
 from spin_data.store.location import (StoreLocationError, default_staging_dir, exists,
                                       parse_location)
-from spin_data.store.writer import StagingExists
+from spin_data.store.staging import StagingExists
 
 #: Parts of source k are numbered from k * PART_STRIDE, so the store lists random, medium,
 #: expert episodes in that order.
 PART_STRIDE = 100_000
 RECIPE_FILE = "recipe.json"
-
-
-class GenerateError(RuntimeError):
-    """A generate run that cannot go on (e.g. a staging area of another recipe)."""
+#: Where collection tasks run: local processes, or Ray tasks (a local instance or a cluster).
+BACKENDS: tuple[str, ...] = ("local", "ray")
 
 
 def episode_seed(master_seed: int, source: str, index: int) -> int:
@@ -279,7 +277,7 @@ class TaskPool:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             self._remote = ray.remote(num_cpus=1)(run_task)
         elif backend != "local":
-            raise ValueError(f"unknown backend {backend!r}: accepted local, ray")
+            raise ValueError(f"unknown backend {backend!r}: accepted {', '.join(BACKENDS)}")
 
     def submit(self, *args: Any) -> concurrent.futures.Future:
         if self.backend == "ray":
@@ -368,7 +366,7 @@ def generate(recipe: Recipe, out: str, *, workers: int = 1, n_envs: int = 8,
     Summary keys: ``location``, ``phases_s`` (seconds per phase), ``returns`` (per source, from
     the store), ``normalised`` (per source mean, when a reference score exists), ``size_bytes``
     (local stores, card excluded), ``card`` (the README.md written into a directory store, see
-    :mod:`spin_data.store.tools.card`; None elsewhere), ``warnings``.
+    :mod:`spin_data.tools.card`; None elsewhere), ``warnings``.
     """
     with writer_lock(out):
         if exists(parse_location(os.fspath(out))):
@@ -448,7 +446,7 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
         size = (target.stat().st_size if target.is_file()
                 else sum(f.stat().st_size for f in target.rglob("*") if f.is_file()))
     if loc.kind == "local":  # a directory store gets its dataset card (README.md, croissant.json)
-        from spin_data.store.tools.card import write_card
+        from spin_data.tools.card import write_card
 
         card = str(write_card(ds)[0])
     return {"location": location, "phases_s": timings, "returns": returns,

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from spin_data.behaviour.learners import LIBRARIES
 from spin_data.envs import registry
+from spin_data.envs.bins import GRID_KINDS
 from spin_data.text import one_line
 from spin_data.yaml_lines import YamlFileError, read_yaml
 
@@ -87,15 +89,17 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise RecipeError(f"unknown quality {self.quality!r}: accepted {', '.join(QUALITIES)}")
-        spec = registry.resolve(self.env)  # raises UnknownEnvironment, a ValueError
+        registry.resolve(self.env)  # raises UnknownEnvironment, a ValueError
         if self.bins is not None and self.bins < 2:
             raise RecipeError(f"bins must be >= 2, got {self.bins}")
-        if spec.family == "maze" and self.bins not in (None, 2):
-            raise RecipeError(f"maze actuators are on/off: bins must be 2, got {self.bins}")
-        if self.grid not in ("actuator", "unit"):
-            raise RecipeError(f"unknown grid {self.grid!r}: accepted actuator, unit")
-        if self.library not in (None, "sb3", "sbx"):
-            raise RecipeError(f"unknown library {self.library!r}: accepted sb3, sbx")
+        try:
+            registry.check_bins(self.env, self.bins)
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
+        if self.grid not in GRID_KINDS:
+            raise RecipeError(f"unknown grid {self.grid!r}: accepted {', '.join(GRID_KINDS)}")
+        if self.library is not None and self.library not in LIBRARIES:
+            raise RecipeError(f"unknown library {self.library!r}: accepted {', '.join(LIBRARIES)}")
         if self.algorithm is not None or self.library is not None:
             from spin_data.behaviour.config import default_algorithm, default_library
             from spin_data.behaviour.learners import check_learner

@@ -31,14 +31,9 @@ from spin_data.behaviour import (
 )
 from spin_data.behaviour.policy import file_sha256, make_policy_spec, save_weights
 from spin_data.behaviour.shaping import GeodesicDistance, PotentialShaping
-from spin_data.behaviour.train import (
-    CONFIRM_RUNGS,
-    confirm_seeds,
-    eval_seeds,
-    evaluate_returns,
-    find_shorter_run,
-    make_eval_env,
-)
+from spin_data.behaviour.confirm import CONFIRM_RUNGS, confirm_seeds
+from spin_data.behaviour.evaluation import eval_seeds, evaluate_returns, make_eval_env
+from spin_data.behaviour.resume import find_shorter_run
 from spin_data.collect import collect_episodes
 from spin_data.cli import main
 from spin_data.envs import make_env, reference_score

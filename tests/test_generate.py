@@ -18,7 +18,7 @@ from spin_data.envs import make_env, reference_score
 from spin_data.generate import episode_seed, generate
 from spin_data.recipe import Recipe, RecipeError, find_recipe
 from spin_data.store import open_dataset
-from spin_data.store.tools import verify
+from spin_data.tools import verify
 
 
 def test_batched_collection_does_not_depend_on_the_batch():
@@ -279,7 +279,7 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
     assert ds.metadata["behaviour"]["learner_library"] == "sbx"
     assert ds.metadata["behaviour"]["config"]["library"] == "sbx"
     assert "jax" in ds.metadata["behaviour"]["library"]
-    from spin_data.store.tools import info_card
+    from spin_data.tools import info_card
 
     card = info_card(ds)  # what `spin-data info` prints: the learner, the picks, the warning
     assert f"  behaviour     sac (sbx), 6,000 steps; expert step {expert['step']:,}" in card

@@ -87,7 +87,7 @@ def test_sbx_sac_run_learns_above_random_through_train_behaviour(tmp_path):
     spec = json.loads((run / "policy.json").read_text())
     assert spec["learner"] == {"algorithm": "sac", "library": "sbx"}
     # The stored checkpoint reproduces the rung's score (same seeds, same sampling).
-    from spin_data.behaviour.train import evaluate_returns
+    from spin_data.behaviour.evaluation import evaluate_returns
 
     policy = load_policy(run / expert.checkpoint)
     assert evaluate_returns(config, policy).mean() == pytest.approx(expert.mean_return)

@@ -116,6 +116,16 @@ def test_cache_is_reused_and_keyed_by_content(maze_store, tmp_path):
                                   open_dataset(maze_store).array("steps/rewards"))
 
 
+def test_spin_cache_dir_is_the_root_of_both_caches(tmp_path, monkeypatch):
+    from spin_data.behaviour import default_cache_dir as behaviour_cache
+    from spin_train.data import default_cache_dir as dataset_cache
+
+    monkeypatch.setenv("SPIN_CACHE_DIR", str(tmp_path))
+    assert (behaviour_cache(), dataset_cache()) == (tmp_path / "behaviour", tmp_path / "datasets")
+    monkeypatch.delenv("SPIN_CACHE_DIR")
+    assert dataset_cache().parent == behaviour_cache().parent
+
+
 @pytest.mark.parametrize("damage", ["a lost chunk", "a flipped byte"])
 def test_a_corrupt_copy_is_refused_never_cached_and_never_poisons_the_intact_store(
         maze_store, tmp_path, damage):

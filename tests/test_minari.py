@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spin_data.store import open_dataset
-from spin_data.store.tools import verify
+from spin_data.tools import verify
 from tests.test_store_tools import run_cli
 
 minari = pytest.importorskip("minari")

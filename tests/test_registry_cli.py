@@ -7,7 +7,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from spin_data.cli import format_count
+from spin_data.cli.envs import format_count
 from spin_data.cli import main as spin_data_main
 from spin_data.envs import (
     NoReferenceScore,

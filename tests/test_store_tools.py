@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from spin_data.cli import main
 from spin_data.envs import make_env
 from spin_data.store import DatasetWriter, open_dataset, schema
-from spin_data.store.tools import (
+from spin_data.tools import (
     PickleNotAllowed,
     RestrictedUnpickler,
     ToolError,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from spin_data.behaviour.learners import ALGORITHMS, SQUASHED_GAUSSIAN, check_learner, sbx_installed
 from spin_data.envs import registry
+from spin_data.envs.bins import GRID_KINDS, GridKind
 
 Algorithm = Literal["sac", "tqc", "crossq", "ppo"]
 Library = Literal["sb3", "sbx"]
@@ -131,7 +132,7 @@ class BehaviourConfig:
     # Bins per action dimension; None = the env's default (3 for DMC, 2 for mazes).
     bins: int | None = None
     # DMC bin grid: each actuator's real bounds ("actuator") or [-1, 1] ("unit"); mazes: "actuator".
-    grid: Literal["actuator", "unit"] = "actuator"
+    grid: GridKind = "actuator"
     # "sac", "tqc", "crossq" (on the continuous view) or "ppo" (on MultiDiscrete); None = sac for
     # DMC, ppo for mazes.
     algorithm: Algorithm | None = None
@@ -153,16 +154,15 @@ class BehaviourConfig:
 
     def __post_init__(self) -> None:
         spec = registry.resolve(self.env)  # raises UnknownEnvironment
-        if spec.family == "maze":
-            if self.bins not in (None, 2):
-                raise ValueError(f"maze actuators are on/off: bins must be 2, got {self.bins}")
-            if self.grid != "actuator":
-                raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
+        registry.check_bins(self.env, self.bins)
+        if spec.family == "maze" and self.grid != "actuator":
+            raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
         self.bins = spec.default_bins if self.bins is None else self.bins
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")
-        if self.grid not in ("actuator", "unit"):
-            raise ValueError(f"grid must be 'actuator' or 'unit', got {self.grid!r}")
+        if self.grid not in GRID_KINDS:
+            accepted = " or ".join(map(repr, GRID_KINDS))
+            raise ValueError(f"grid must be {accepted}, got {self.grid!r}")
         self.algorithm = default_algorithm(self.env) if self.algorithm is None else self.algorithm
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}: accepted {', '.join(ALGORITHMS)}")
@@ -236,7 +236,7 @@ def preset(
     budget: str | int = "default",
     *,
     bins: int | None = None,
-    grid: Literal["actuator", "unit"] = "actuator",
+    grid: GridKind = "actuator",
     algorithm: Algorithm | None = None,
     library: Library | None = None,
     seed: int = 0,

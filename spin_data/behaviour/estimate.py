@@ -88,13 +88,8 @@ def estimate_training(config: BehaviourConfig, *, steps_done: int = 0, rungs_don
         device: as :func:`spin_data.behaviour.train_behaviour` takes it.
         measure_s: seconds of timed training after the (untimed) compile / warm-up phase.
     """
-    from spin_data.behaviour.train import (
-        _new_model,
-        bin_grid_of,
-        evaluate_returns,
-        make_training_env,
-        resolve_device,
-    )
+    from spin_data.behaviour.evaluation import bin_grid_of, evaluate_returns
+    from spin_data.behaviour.train import _new_model, make_training_env, resolve_device
     from spin_data.collect import UniformRandomPolicy
 
     with learners.one_thread():  # measured as the run will train: one thread

@@ -19,16 +19,31 @@ and resumed from its last rung writes the same checkpoints, byte for byte, as a 
 (tested). It holds for the squashed-Gaussian learners (sac, tqc, crossq; all DMC runs). PPO runs
 (the mazes, minutes long) resume from their last rung without it: their rollout buffer does not
 keep the current episode's actions.
+
+A resume state is ``resume/step-N/`` of the run directory (:func:`save_resume_state`,
+:func:`load_resume_state`). The last rung's is kept when the run completes, so that a run of the
+same settings with a larger budget *extends* it (:func:`find_shorter_run`, :func:`extend_run`:
+copies its rungs and training state and goes on from its last rung) instead of starting over;
+deleting ``resume/`` of a finished run reclaims its disk (the replay buffer: about
+``buffer_size x 2 x obs_dim x 4`` bytes) and only gives up that extension.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from spin_data.behaviour import learners
+from spin_data.behaviour.config import BehaviourConfig
+from spin_data.behaviour.ladder import Ladder
+from spin_data.behaviour.run_dir import commit_ladder, load_ladder
 
 #: File of a resume state that holds the generators and env positions.
 RNG_FILE = "rng.json"
@@ -142,3 +157,73 @@ def _replay_envs(model: Any, venv: Any, positions: list[dict[str, int]]) -> np.n
         for scaled in buffer.actions[rows, i]:
             obs[i], *_ = env.step(model.policy.unscale_action(scaled))
     return obs
+
+
+# ============================================================================= resume states
+def save_resume_state(model: Any, config: BehaviourConfig, run: Path, step: int, venv: Any
+                      ) -> None:
+    """Write ``run/resume/step-<step>/``: SB3's model (and replay buffer, off-policy) and the
+    exact training state (:func:`save_training_state`), replacing the folder atomically."""
+    target = run / "resume" / f"step-{step}"
+    tmp = run / "resume" / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    if config.algorithm != "ppo":
+        model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    save_training_state(model, venv, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def load_resume_state(config: BehaviourConfig, state: Path, venv: Any, device: str) -> Any:
+    """The SB3 model (and SAC's replay buffer) that :func:`save_resume_state` wrote in ``state``."""
+    algorithm = learners.algorithm_class(config.algorithm, config.library)
+    model = algorithm.load(state / "model.zip", env=venv, device=device)
+    if config.algorithm != "ppo":
+        model.load_replay_buffer(state / "replay_buffer.pkl")
+    return model
+
+
+# ============================================================================= extending a run
+def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Ladder] | None:
+    """The finished run in ``cache_dir`` that ``config`` can extend, or None.
+
+    That is a complete run whose settings are ``config``'s except a smaller budget (the same
+    cache key once its budget is replaced by ``config.budget``) and whose last rung's training
+    state survived; among several, the longest.
+    """
+    best: tuple[Path, Ladder] | None = None
+    for other in cache_dir.glob(f"{config.canonical_env}-*"):
+        ladder = load_ladder(other)
+        if (ladder is None or not ladder.complete or not ladder.rungs
+                or ladder.budget >= config.budget
+                or not (other / "resume" / f"step-{ladder.rungs[-1].step}" / "model.zip").exists()):
+            continue
+        try:
+            theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            continue  # unreadable or from an older spin: not ours to extend
+        if dataclasses.replace(theirs, budget=config.budget).cache_key() != config.cache_key():
+            continue
+        if best is None or ladder.budget > best[1].budget:
+            best = (other, ladder)
+    return best
+
+
+def extend_run(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -> Ladder:
+    """Copy a shorter run's checkpoints and last training state into ``run``; its ladder,
+    renamed to this run, not complete. The shorter run is left as it was."""
+    last = f"step-{shorter.rungs[-1].step}"
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run / "resume", ignore_errors=True)
+    shutil.copytree(source / "checkpoints", run / "checkpoints")
+    shutil.copytree(source / "resume" / last, run / "resume" / last)
+    # Its confirmation is dropped: the longer run's candidates are chosen among all its rungs.
+    ladder = dataclasses.replace(shorter, cache_key=config.cache_key(), budget=config.budget,
+                                 complete=False, extended_from=shorter.cache_key,
+                                 confirm_episodes=0, medium_confirmed=False,
+                                 rungs=[dataclasses.replace(r, confirm_returns=())
+                                        for r in shorter.rungs])
+    commit_ladder(run, ladder)
+    return ladder

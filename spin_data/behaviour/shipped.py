@@ -3,7 +3,7 @@
 A shipped run lives in ``<catalog>/ladders/<task>-<bins>bins-<algorithm>-<library>/`` (the
 catalogue is ``datasets/``, see :func:`spin_data.recipe.catalog_dir`)::
 
-    config.json, policy.json     as in the run directory (see train.py)
+    config.json, policy.json     as in the run directory (see run_dir.py)
     ladder.json, ladder.csv      every rung's scores; checkpoint names and sha256 in safetensors
     ladder.png                   the learning curve
     checkpoints/step-N.safetensors   only the rungs datasets use (expert, medium): a few hundred kB
@@ -29,7 +29,7 @@ from spin_data.behaviour.config import BehaviourConfig
 from spin_data.behaviour.ladder import Ladder, Rung
 from spin_data.behaviour.policy import (CHECKPOINT_SUFFIX, checkpoint_name, load_weights,
                                         state_bytes)
-from spin_data.behaviour.train import commit_ladder, load_ladder
+from spin_data.behaviour.run_dir import commit_ladder, load_ladder
 from spin_data.files import file_sha256, replace_atomically
 
 #: The rung files every shipped run keeps besides its checkpoints.

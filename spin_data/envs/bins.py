@@ -10,11 +10,17 @@ values - environments, behaviour policies, datasets - goes through :class:`BinGr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
 MIN_BINS = 2
+
+#: How a DM Control task's grid spans each action dimension: ``"actuator"``, the actuator's real
+#: control bounds (:meth:`BinGrid.from_bounds`), or ``"unit"``, the benchmark's ``[-1, 1]``
+#: (:meth:`BinGrid.unit`). A maze's grid is always its actuators' off/on.
+GridKind = Literal["actuator", "unit"]
+GRID_KINDS: tuple[str, ...] = ("actuator", "unit")
 
 
 class BinGridError(ValueError):

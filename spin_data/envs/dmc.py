@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 # Stepping needs no display; rendering works headless with EGL. Respect a user's own choice.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from dm_control import suite  # noqa: E402
 from dm_control.rl import control  # noqa: E402
 
-from spin_data.envs.bins import BinGrid  # noqa: E402
+from spin_data.envs.bins import GRID_KINDS, BinGrid, GridKind  # noqa: E402
 
 
 def _not_settotalmass_notice(record: logging.LogRecord) -> bool:
@@ -38,8 +38,6 @@ def _not_settotalmass_notice(record: logging.LogRecord) -> bool:
 
 logging.getLogger("absl").addFilter(_not_settotalmass_notice)
 
-GridKind = Literal["actuator", "unit"]
-GRID_KINDS: tuple[str, ...] = ("actuator", "unit")
 
 
 def suite_tasks() -> list[str]:

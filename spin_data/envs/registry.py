@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from spin_data.envs import reference
+from spin_data.envs.bins import GridKind
 from spin_data.envs import maze
 from spin_data.envs.maze import MAX_ACTUATORS, MIN_ACTUATORS
 from spin_data.envs.reference import NoReferenceScore, ReferenceScore
@@ -35,6 +36,8 @@ DMC_SHORT_NAMES: dict[str, str] = {
 #: Actuator counts of the benchmark's maze (SPIN evaluates 5, 10 and 15).
 MAZE_BENCHMARK_ACTUATORS: tuple[int, ...] = (3, 5, 7, 10, 12, 15)
 MAZE_DEFAULT_ACTUATORS = 5
+#: Bins per action dimension of a DMC task when none are given (a maze's are always 2: off/on).
+DMC_DEFAULT_BINS = 3
 
 _MAZE_NAME = re.compile(r"^maze(?:-(\d+))?$")
 
@@ -73,7 +76,7 @@ def resolve(name: str) -> EnvSpec:
     """Resolve a registry name (see the module docstring) to its :class:`EnvSpec`."""
     key = name.strip().lower()
     if key in DMC_SHORT_NAMES:
-        return EnvSpec(name, DMC_SHORT_NAMES[key], "dmc", 3)
+        return EnvSpec(name, DMC_SHORT_NAMES[key], "dmc", DMC_DEFAULT_BINS)
     if key == "merlion":
         return EnvSpec(name, "merlion", "maze", 2)
     match = _MAZE_NAME.match(key)
@@ -92,7 +95,7 @@ def resolve(name: str) -> EnvSpec:
         raise UnknownEnvironment(
             f"unknown environment {name!r}: accepted {accepted_names()}"
         ) from None
-    return EnvSpec(name, key, "dmc", 3)
+    return EnvSpec(name, key, "dmc", DMC_DEFAULT_BINS)
 
 
 def registered_envs() -> list[EnvSpec]:
@@ -106,7 +109,7 @@ def make_env(
     bins: int | Sequence[int] | None = None,
     seed: int | None = None,
     *,
-    grid: Literal["actuator", "unit"] = "actuator",
+    grid: GridKind = "actuator",
     continuous: bool = False,
     render_mode: str | None = None,
 ) -> gym.Env:
@@ -133,12 +136,11 @@ def make_env(
 
         domain, task = spec.canonical.split("-", 1)
         env: gym.Env = DMCDiscreteEnv(
-            domain, task, bins=3 if bins is None else bins, grid=grid, seed=seed,
+            domain, task, bins=DMC_DEFAULT_BINS if bins is None else bins, grid=grid, seed=seed,
             render_mode=render_mode,
         )
     else:
-        if bins is not None and not _all_two(bins):
-            raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins!r}")
+        check_bins(name, bins)
         if grid != "actuator":
             raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
         if spec.canonical == "merlion":
@@ -153,10 +155,22 @@ def make_env(
     return env
 
 
-def _all_two(bins: int | Sequence[int]) -> bool:
-    if isinstance(bins, (int, np.integer)):
-        return int(bins) == 2
-    return all(b == 2 for b in bins)
+def check_bins(env: str, bins: int | Sequence[int] | None) -> None:
+    """Refuse bins that ``env`` cannot have: a maze's actuators are on/off, so its bins (one int
+    or one per actuator) must be 2. None (the env's default) and any DMC bins >= 2 pass here.
+
+    Raises:
+        ValueError: a maze with bins other than 2 (the one wording every caller shows).
+        UnknownEnvironment: ``env`` is no registry name.
+    """
+    if bins is None or resolve(env).family != "maze":
+        return
+    if isinstance(bins, (list, tuple, np.ndarray)):
+        all_two = all(b == 2 for b in bins)
+    else:
+        all_two = bins == 2
+    if not all_two:
+        raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins}")
 
 
 def reference_score(name: str, bins: int | None = None) -> ReferenceScore | None:

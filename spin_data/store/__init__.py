@@ -2,15 +2,15 @@
 
 from spin_data.store.location import StoreLocationError, parse_location
 from spin_data.store.reader import Dataset, DatasetOpenError, Episode, open_dataset
-from spin_data.store.writer import (
+from spin_data.store.publishing import publish
+from spin_data.store.staging import (
     DatasetWriteError,
-    DatasetWriter,
     StagingExists,
     WriterBusy,
     discard,
-    publish,
     writer_lock,
 )
+from spin_data.store.writer import DatasetWriter
 
 __all__ = [
     "Dataset",

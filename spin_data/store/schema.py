@@ -50,6 +50,20 @@ EPISODE_SHARD_ROWS = 1 << 16
 SOURCES: tuple[str, ...] = ("random", "medium", "expert", "other")
 
 
+def return_statistics(returns: np.ndarray, sources: np.ndarray) -> dict[str, dict]:
+    """mean/std/min/max/episodes of returns, per source and over ``all``: what a store's
+    ``metadata["returns"]`` holds, from its ``episodes/returns`` and ``episodes/sources``."""
+    stats = {}
+    groups = {"all": np.ones_like(sources, dtype=bool)}
+    groups.update({name: sources == code for code, name in enumerate(SOURCES)})
+    for name, mask in groups.items():
+        if mask.any():
+            r = returns[mask]
+            stats[name] = {"episodes": int(mask.sum()), "mean": float(r.mean()),
+                           "std": float(r.std()), "min": float(r.min()), "max": float(r.max())}
+    return stats
+
+
 @dataclass(frozen=True)
 class ArraySpec:
     """One array of the store: its path, dtype (None = decided per dataset) and row meaning."""

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from spin_data.envs.bins import BinGrid
+from spin_data.paths import cache_root
 from spin_data.store import open_dataset
 from spin_data.store.schema import ARRAY_PATHS, array_checksum, content_checksum
 
@@ -50,8 +51,9 @@ CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
-    """``$SPIN_CACHE_DIR``, else ``~/.cache/spin/datasets``."""
-    return Path(os.environ.get("SPIN_CACHE_DIR", Path.home() / ".cache" / "spin" / "datasets"))
+    """``<cache root>/datasets``: :func:`spin_data.paths.cache_root` is ``$SPIN_CACHE_DIR``,
+    default ``~/.cache/spin``, whose ``behaviour/`` holds spin_data's behaviour runs."""
+    return cache_root() / "datasets"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """``spin-data import``: the benchmark's pickled transitions into a spin store (through
-:mod:`~spin_data.store.tools.restricted_pickle`).
+:mod:`~spin_data.tools.restricted_pickle`).
 """
 
 from __future__ import annotations
@@ -12,16 +12,21 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from spin_data.envs.bins import BinGrid
+from spin_data.envs.bins import BinGrid, GridKind
 from spin_data.store import schema
 from spin_data.files import file_sha256
-from spin_data.store.tools.base import ToolError, default_dataset_id, imported_task
-from spin_data.store.tools.restricted_pickle import (
+from spin_data.tools.base import ToolError, default_dataset_id, imported_task
+from spin_data.tools.restricted_pickle import (
     PICKLE_REFUSAL,
     PickleNotAllowed,
     RestrictedUnpickler,
 )
 from spin_data.store.writer import single_writer
+
+#: How a pickle's actions are read: ``"indices"`` (bin indices), ``"values"`` (continuous values,
+#: snapped to the bins) or ``"auto"`` (integer arrays are indices, float arrays values).
+ActionEncoding = Literal["auto", "indices", "values"]
+ACTION_ENCODINGS: tuple[str, ...] = ("auto", "indices", "values")
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def split_benchmark_transitions(
     obs_dim: int,
     bin_grid: BinGrid,
     time_limit: int,
-    actions: Literal["auto", "indices", "values"] = "auto",
+    actions: ActionEncoding = "auto",
     source_name: str = "pickle",
 ) -> ImportedEpisodes:
     """Turn the benchmark's ``(s, a, r, s', done)`` tuples into episodes.
@@ -161,8 +166,8 @@ def import_benchmark_pickle(
     bins: int | None = None,
     allow_pickle: bool = False,
     source: str = "other",
-    grid: Literal["unit", "actuator"] = "unit",
-    actions: Literal["auto", "indices", "values"] = "auto",
+    grid: GridKind = "unit",
+    actions: ActionEncoding = "auto",
     dataset_id: str | None = None,
     workers: int = 1,
 ) -> str:

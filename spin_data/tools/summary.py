@@ -7,7 +7,7 @@ from typing import Any
 
 from spin_data.envs.reference import ReferenceScore, format_score, score_label
 from spin_data.store.reader import Dataset
-from spin_data.store.writer import return_statistics
+from spin_data.store.schema import return_statistics
 
 
 # ============================================================================= info

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spin_data.store.tools.base import ToolError, open_any, read_array
+from spin_data.tools.base import ToolError, open_any, read_array
 
 
 # ============================================================================= export

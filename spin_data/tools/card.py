@@ -29,9 +29,9 @@ from spin_data.files import file_sha256, write_text_atomic
 from spin_data.recipe import Recipe
 from spin_data.store.location import parse_location
 from spin_data.store.reader import Dataset
-from spin_data.store.tools.base import ToolError, open_any
-from spin_data.store.tools.minari_io import minari_id
-from spin_data.store.tools.summary import info_dict
+from spin_data.tools.base import ToolError, open_any
+from spin_data.tools.minari_io import minari_id
+from spin_data.tools.summary import info_dict
 
 #: In every README.md spin writes, right after the YAML front matter (which must open the file):
 #: how spin knows the file is its own to replace.

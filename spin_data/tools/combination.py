@@ -9,7 +9,7 @@ import numpy as np
 
 from spin_data.store import schema
 from spin_data.store.reader import Dataset
-from spin_data.store.tools.base import (
+from spin_data.tools.base import (
     ToolError,
     default_dataset_id,
     open_any,

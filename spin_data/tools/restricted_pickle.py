@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from spin_data.store.tools.base import ToolError
+from spin_data.tools.base import ToolError
 
 
 class PickleNotAllowed(ToolError):

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from spin_data.store import schema
-from spin_data.store.tools.base import open_any
+from spin_data.tools.base import open_any
 
 
 # ============================================================================= verify

@@ -42,7 +42,7 @@ from spin_data.envs import registry
 from spin_data.envs.bins import BinGrid
 from spin_data.envs.gym_ids import ENTRY_POINT, NAMESPACE, VERSION
 from spin_data.store import schema
-from spin_data.store.tools.base import (ToolError, default_dataset_id, imported_task, open_any,
+from spin_data.tools.base import (ToolError, default_dataset_id, imported_task, open_any,
                                         read_array)
 from spin_data.store.writer import single_writer
 
