@@ -19,7 +19,7 @@ from spin_train.data import (
 )
 from spin_train.data.buffer import choose_placement, device_nbytes
 from tests.episodes import maze_episodes, random_episode
-from tests.test_store import METADATA, write_maze
+from tests.spin_data.test_store import METADATA, write_maze
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from pipelines.spec import PipelineError
 from pipelines.validate import load_pipeline
 from spin_train.runs import read_metrics
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = """\
 name: tiny

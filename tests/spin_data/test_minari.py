@@ -13,7 +13,7 @@ import torch
 
 from spin_data.store import open_dataset
 from spin_data.tools import verify
-from tests.test_store_tools import run_cli
+from tests.spin_data.test_store_tools import run_cli
 
 minari = pytest.importorskip("minari")
 

@@ -146,7 +146,7 @@ def test_an_interrupted_sbx_run_resumes_from_its_last_rung(tmp_path):
     assert [r.step for r in ladder.rungs] == list(range(0, 6001, 1000)) and ladder.complete
     assert [r.step for r in ladder.rungs[:3]] == seen  # the committed rungs were kept
     assert (run / "ladder.png").is_file()
-    from tests.test_report import curve_colours
+    from tests.spin_train.test_report import curve_colours
 
     # Drawn: the rungs (C0), the confirmed candidates' crosses (C1), the medium rung's diamond
     # (C2, where a rung precedes the expert: CrossQ barely learns in 6k steps, so the confirmed
