@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -19,19 +19,20 @@ from spin_data.text import click_errors, one_line
 from spin_train.options import config_options, given
 
 
-def _require(kwargs: dict[str, Any], *names: str) -> None:
-    """Options every run needs (generated options default to None, so click cannot check)."""
-    for name in names:
+def _run_config(cls: type, kwargs: dict[str, Any], run: Callable[[Any], Any],
+                required: tuple[str, ...] = ("dataset",)) -> Any:
+    """``run(cls(**options given))``: a missing required option or a config's validation error
+    is a usage error (exit 2; generated options default to None, so click cannot check), a
+    run's own error one line (:func:`_run_errors`)."""
+    for name in required:
         if kwargs.get(name) is None:
             raise click.UsageError(f"Missing option '--{name}'")
-
-
-def _make_config(cls: type, **kwargs: Any):
-    """Build a config; its validation errors are usage errors (exit 2)."""
     try:
-        return cls(**kwargs)
+        cfg = cls(**given(kwargs))
     except (ValueError, TypeError) as err:
         raise click.UsageError(one_line(err)) from None
+    with _run_errors():
+        return run(cfg)
 
 
 def _run_errors() -> contextlib.AbstractContextManager[None]:
@@ -70,10 +71,7 @@ def pretrain(**kwargs: Any) -> None:
     """
     from spin_train.pretrain.trainer import pretrain as run
 
-    _require(kwargs, "dataset")
-    cfg = _make_config(PretrainConfig, **given(kwargs))
-    with _run_errors():
-        result = run(cfg)
+    result = _run_config(PretrainConfig, kwargs, run)
     m = result.final_metrics
     click.echo(f"run directory: {result.run_dir}")
     click.echo(f"ASM weights:   {result.asm_path} (epoch {result.chosen_epoch} of "
@@ -91,10 +89,7 @@ def probe(as_json: bool, **kwargs: Any) -> None:
     dataset actions from states; per-slot, exact-match and independence-expected accuracy."""
     from spin_train.probe import probe as run
 
-    _require(kwargs, "asm", "dataset")
-    cfg = _make_config(ProbeConfig, **given(kwargs))
-    with _run_errors():
-        report = run(cfg)
+    report = _run_config(ProbeConfig, kwargs, run, required=("asm", "dataset"))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -125,10 +120,7 @@ def policy(**kwargs: Any) -> None:
     """
     from spin_train.policy.trainer import train_policy
 
-    _require(kwargs, "dataset")
-    cfg = _make_config(PolicyConfig, **given(kwargs))
-    with _run_errors():
-        result = train_policy(cfg)
+    result = _run_config(PolicyConfig, kwargs, train_policy)
     f = result.final
     click.echo(f"run directory: {result.run_dir}")
     if f:
