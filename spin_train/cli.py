@@ -105,11 +105,11 @@ def probe(as_json: bool, **kwargs: Any) -> None:
 
 # ------------------------------------------------------------------------------ stage 2
 from spin_train.algos import ALGO_NAMES  # noqa: E402
-from spin_train.policy.trainer import POLICY_ACTORS, PolicyConfig  # noqa: E402
+from spin_train.policy.trainer import CHOICES, POLICY_ACTORS, PolicyConfig  # noqa: E402
 
 
 @main.command()
-@config_options(PolicyConfig, choices={"actor": POLICY_ACTORS, "algo": ALGO_NAMES})
+@config_options(PolicyConfig, choices={"actor": POLICY_ACTORS, "algo": ALGO_NAMES, **CHOICES})
 def policy(**kwargs: Any) -> None:
     """Stage 2: train an actor (spin on a frozen ASM, or a baseline) with IQL / AWAC / BCQ, or
     MERLION (--actor merlion) and the joint-action baselines (--actor joint) with BCQ / CQL / BC.

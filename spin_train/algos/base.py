@@ -59,6 +59,7 @@ def weighted_log_likelihood(actor: Actor, obs: torch.Tensor, actions: torch.Tens
 class Learner(nn.Module):
     """What the stage-2 trainer drives, in the order it calls them:
 
+    - :meth:`set_data_scale`, always: the units of the data the learner sees;
     - :meth:`first_phase` once, on a fresh run, before any RL step: the method's own training
       before RL (SPIN-Distill's distillation, MERLION's representation);
     - :meth:`load_full_state` instead, on a resumed run (weights and optimiser states, and
@@ -76,6 +77,12 @@ class Learner(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._autocast = contextlib.nullcontext
+
+    def set_data_scale(self, observation_std: torch.Tensor | None, reward_scale: float) -> None:
+        """How the learner's view relates to the dataset's units, before any phase (fresh or
+        resumed run): observations were divided by ``observation_std (D,)`` (None: not
+        normalised), rewards multiplied by ``reward_scale``. For settings stated in the
+        dataset's units (MERLION's raw distances); nothing here."""
 
     def use_autocast(self, device: torch.device, enabled: bool = True) -> None:
         """Run the forward passes of :meth:`update` under bf16 autocast on CUDA (backward

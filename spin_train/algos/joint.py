@@ -15,6 +15,9 @@ Discrete CQL (Kumar et al., 2020, CQL(H) on a DQN)::
     L_Q = E[ (r + gamma (1 - term) max_a' Q'(s', a') - Q(s, a))^2 ]
           + alpha E[ logsumexp_a Q(s, a) - Q(s, a_data) ]
 
+with Q, and so the gap, in the critic's units: rewards times the trainer's reward scale (a
+value of alpha stated for raw rewards is multiplied by that scale).
+
 Behaviour cloning: ``L = E[ -log pi(a | s) ]`` over whole actions; acts with the mode.
 """
 
@@ -39,7 +42,10 @@ from spin_train.options import option
 class CQLAlphaOptions:
     """CQL's conservative weight (discrete CQL, and MERLION's latent CQL)."""
 
-    cql_alpha: float = option(0.5, "CQL (joint, merlion): weight of the conservative penalty")
+    cql_alpha: float = option(
+        0.5, "discrete CQL (joint): weight of the conservative penalty in the critic's "
+             "scaled-reward units (a value for raw rewards times --reward-scale: 1/100 on "
+             "the maze)")
 
 
 def check_alpha(alpha: float) -> float:

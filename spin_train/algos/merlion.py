@@ -24,6 +24,9 @@ Latent CQL (Kumar et al., 2020, CQL(H) on SAC; a tanh-Gaussian scaled to the box
           + alpha E[ log sum_{e~ in uniform, pi(s), pi(s')} exp(Q_k(s, e~) - log q(e~))
                      - Q_k(s, e) ]             (10 samples of each proposal, importance-weighted)
     act: the policy's mean
+
+(``alpha``: ``--merlion-cql-alpha``, in the critic's units: rewards times the trainer's reward
+scale, so a value stated for raw rewards is multiplied by that scale.)
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from spin_train.algos.base import CriticOptions, Learner, Stats, td_loss
-from spin_train.algos.joint import CQLAlphaOptions, check_alpha
+from spin_train.algos.joint import check_alpha
 from spin_train.data import Batch, PhaseData
 from spin_train.models.critics import ensemble_mlp, soft_update
 from spin_train.models.layers import mlp
@@ -47,6 +50,8 @@ from spin_train.options import option
 
 #: Dataset pairs whose representations span the latent box of a MERLION policy.
 BOX_SAMPLES = 20_000
+#: Where MERLION's distance is measured: the dataset's raw units, or the learner's.
+DISTANCE_UNITS = ("raw", "learner")
 
 
 @dataclass(kw_only=True)
@@ -55,10 +60,18 @@ class MerlionOptions(CriticOptions):
 
     merlion_dim: int = option(2, "merlion: width k of the action representations")
     merlion_penalty: float = option(
-        0.3, "merlion: distance p added for out-of-data actions (the paper's maze: 0.01, in "
-             "its units; in spin's normalised ones that let other actions crowd the data's)")
+        0.3, "merlion: distance p added for out-of-data actions, in the units of "
+             "--merlion-units (the paper's maze: 0.01 on raw coordinates; with learner units "
+             "0.01 let other actions crowd the data's)")
     merlion_threshold: float = option(
         0.3, "merlion: an action is out of data when G(a|s)/max G < this (as BCQ's test)")
+    # The paper's settings are mse and raw; the defaults stay those the README's measurements
+    # used until pipelines/merlion.yaml has measured the paper's (issue 24).
+    merlion_transition_loss: str = option(
+        "gaussian", "merlion: P^ fitted by squared error (mse: the paper) or Gaussian NLL")
+    merlion_units: str = option(
+        "learner", "merlion: the distance d^ (and p) in the dataset's raw observations and "
+                   "rewards (raw: the paper's units) or in the learner's normalised/scaled ones")
     merlion_steps: int = option(10_000, "merlion: representation steps before the RL phase")
     merlion_batch: int = option(128, "merlion: transitions per representation step")
     # Adam as in the paper; its learning rate 1e-2 made phi diverge on the merlion maze
@@ -76,8 +89,11 @@ class MerlionBCQOptions(MerlionOptions):
 
 
 @dataclass(kw_only=True)
-class MerlionCQLOptions(MerlionOptions, CQLAlphaOptions):
-    pass
+class MerlionCQLOptions(MerlionOptions):
+    merlion_cql_alpha: float = option(
+        0.5, "merlion cql: weight of the conservative penalty, separate from discrete CQL's; "
+             "in the critic's scaled-reward units (the paper's maze alpha on raw rewards, "
+             "times --reward-scale: 1/100 on the maze)")
 
 
 class MerlionLearner(Learner):
@@ -89,15 +105,24 @@ class MerlionLearner(Learner):
                  options: MerlionOptions | None = None):
         super().__init__()
         o = self.options = options if options is not None else self.Options()
+        if o.merlion_units not in DISTANCE_UNITS:
+            raise ValueError(f"merlion_units must be one of {', '.join(DISTANCE_UNITS)}, got "
+                             f"{o.merlion_units!r}")
         self.representation = PseudometricRepresentation(
             obs_dim, bins, latent_dim=o.merlion_dim, hidden=o.critic_hidden,
-            discount=o.discount, penalty=o.merlion_penalty, ood_threshold=o.merlion_threshold)
+            discount=o.discount, penalty=o.merlion_penalty, ood_threshold=o.merlion_threshold,
+            transition_loss=o.merlion_transition_loss)
         self.representation_optimiser = torch.optim.Adam(self.representation.parameters(),
                                                          lr=o.merlion_lr)
         self.obs_dim, self.latent_dim, self.hidden = obs_dim, o.merlion_dim, o.critic_hidden
         self.lr, self.discount, self.tau = o.lr, o.discount, o.tau
         self.register_buffer("low", torch.full((o.merlion_dim,), -1.0))
         self.register_buffer("high", torch.full((o.merlion_dim,), 1.0))
+
+    def set_data_scale(self, observation_std: torch.Tensor | None, reward_scale: float) -> None:
+        super().set_data_scale(observation_std, reward_scale)
+        if self.options.merlion_units == "raw":
+            self.representation.set_units(observation_std, reward_scale)
 
     # ------------------------------------------------------------------ phase 1
     def first_phase(self, phase: PhaseData) -> dict[str, float | None]:
@@ -307,7 +332,7 @@ class MerlionCQL(MerlionLearner):
     def __init__(self, obs_dim, bins, options: MerlionCQLOptions | None = None, *,
                  samples: int = 10):
         super().__init__(obs_dim, bins, options)
-        self.alpha, self.samples = check_alpha(self.options.cql_alpha), samples
+        self.alpha, self.samples = check_alpha(self.options.merlion_cql_alpha), samples
         k, h = self.latent_dim, self.hidden
         self.policy = mlp([obs_dim, h, h, 2 * k])
         self.critic = _twin_critic(obs_dim, k, h)

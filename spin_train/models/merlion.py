@@ -17,9 +17,14 @@ losses reach phi through ``e_i`` (the paper's ``J(R^, phi)``, ``J(P^, phi)``).
 
 Choices where the paper is silent (its Figure 5, the architectures, is not in the text):
 MLPs 2 x ``hidden`` with ReLU; actions enter phi as per-dimension one-hots; ``P^`` predicts
-``s' - s`` and a log standard deviation and is fitted by Gaussian negative log-likelihood (the
-paper writes a squared error, which cannot fit the variance its W2 uses); observations are the
-trainer's normalised ones and rewards its scaled ones, so distances are in those units.
+``s' - s``. ``transition_loss="mse"`` fits it by squared error as the paper writes,
+so ``P^`` is a point prediction and W2 between two of them is the distance of the means;
+``"gaussian"`` also predicts a log standard deviation, fitted by Gaussian negative
+log-likelihood. The networks see the trainer's normalised observations and scaled rewards;
+the distance ``d^`` is measured in the dataset's own units (raw observations and rewards, as
+the paper's maze coordinates, so its ``p`` means what the paper's does) once
+:meth:`PseudometricRepresentation.set_units` is given the normaliser's scale and the reward
+scale; without it, in the learner's units.
 
 The lookup ``g(e^) = argmin_a ||e^ - phi(a; s)||_1`` scores every joint action (equation 1).
 """
@@ -35,6 +40,8 @@ from spin_train.models.layers import mlp
 from spin_train.models.support import in_support
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: How ``P^`` is fitted: squared error (the paper) or Gaussian negative log-likelihood.
+TRANSITION_LOSSES = ("mse", "gaussian")
 
 
 def w2_diagonal_gaussians(mean_a: torch.Tensor, std_a: torch.Tensor, mean_b: torch.Tensor,
@@ -60,15 +67,32 @@ class PseudometricRepresentation(nn.Module):
 
     def __init__(self, obs_dim: int, bins: tuple[int, ...], *, latent_dim: int,
                  penalty: float, ood_threshold: float, hidden: int = 256,
-                 discount: float = 0.99):
+                 discount: float = 0.99, transition_loss: str):
         super().__init__()
+        if transition_loss not in TRANSITION_LOSSES:
+            raise ValueError(f"transition_loss must be one of {', '.join(TRANSITION_LOSSES)}, "
+                             f"got {transition_loss!r}")
         self.space = JointActionSpace(bins)
         self.obs_dim, self.latent_dim = obs_dim, latent_dim
         self.discount, self.penalty, self.ood_threshold = discount, penalty, ood_threshold
+        self.gaussian = transition_loss == "gaussian"
         self.encoder = mlp([obs_dim + self.space.feature_dim, hidden, hidden, latent_dim])
         self.reward_model = mlp([obs_dim + latent_dim, hidden, hidden, 1])
-        self.transition_model = mlp([obs_dim + latent_dim, hidden, hidden, 2 * obs_dim])
+        self.transition_model = mlp([obs_dim + latent_dim, hidden, hidden,
+                                     (2 if self.gaussian else 1) * obs_dim])
         self.behaviour_model = JointHead(obs_dim, self.space.size, hidden)
+        # Learner units -> the distance's units (set_units): raw = normalised * std, r / scale.
+        self.register_buffer("state_scale", torch.ones(obs_dim))
+        self.register_buffer("reward_unscale", torch.ones(()))
+
+    @torch.no_grad()
+    def set_units(self, observation_std: torch.Tensor | None, reward_scale: float) -> None:
+        """Measure ``d^`` in the dataset's units: next-state distances times the normaliser's
+        ``observation_std (D,)`` (None: observations are not normalised), reward differences
+        divided by the trainer's ``reward_scale``."""
+        if observation_std is not None:
+            self.state_scale.copy_(observation_std)
+        self.reward_unscale.fill_(1.0 / reward_scale)
 
     def encode(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``phi(a; s)``: ``obs (B, D)``, ``actions (B, N)`` bin indices -> ``(B, k)``."""
@@ -87,8 +111,12 @@ class PseudometricRepresentation(nn.Module):
 
     def predict_next(self, obs: torch.Tensor,
                      latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``P^(. | s, e)``: mean and standard deviation of ``s'``, each ``(B, D)``."""
-        delta, log_std = self.transition_model(torch.cat([obs, latent], -1)).chunk(2, -1)
+        """``P^(. | s, e)``: mean and standard deviation of ``s'``, each ``(B, D)`` (the
+        standard deviation is 0 for the squared-error model: a point prediction)."""
+        out = self.transition_model(torch.cat([obs, latent], -1))
+        if not self.gaussian:
+            return obs + out, torch.zeros_like(out)
+        delta, log_std = out.chunk(2, -1)
         return obs + delta, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
 
     def behaviour_log_probs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -98,12 +126,15 @@ class PseudometricRepresentation(nn.Module):
     @torch.no_grad()
     def target_distance(self, obs: torch.Tensor, reward_i: torch.Tensor, latent_i: torch.Tensor,
                         latent_j: torch.Tensor, index_j: torch.Tensor) -> torch.Tensor:
-        """``d^(a_i, a_j | s)`` of equation 7, ``(B,)``: a constant (no gradient anywhere)."""
+        """``d^(a_i, a_j | s)`` of equation 7 in the distance's units (:meth:`set_units`),
+        ``(B,)``: a constant (no gradient anywhere)."""
+        scale = self.state_scale
         mean_i, std_i = self.predict_next(obs, latent_i)
         mean_j, std_j = self.predict_next(obs, latent_j)
         ood = out_of_distribution(self.behaviour_log_probs(obs), index_j, self.ood_threshold)
-        return ((reward_i - self.predict_reward(obs, latent_j)).abs()
-                + self.discount * w2_diagonal_gaussians(mean_i, std_i, mean_j, std_j)
+        return ((reward_i - self.predict_reward(obs, latent_j)).abs() * self.reward_unscale
+                + self.discount * w2_diagonal_gaussians(mean_i * scale, std_i * scale,
+                                                        mean_j * scale, std_j * scale)
                 + self.penalty * ood)
 
     def loss(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
@@ -118,7 +149,10 @@ class PseudometricRepresentation(nn.Module):
                                       index_j)
         metric = ((latent_i - latent_j).abs().sum(-1) - target).pow(2).mean()
         mean, std = self.predict_next(obs, latent_i)
-        transition = (0.5 * ((next_obs - mean) / std).pow(2) + std.log()).sum(-1).mean()
+        if self.gaussian:
+            transition = (0.5 * ((next_obs - mean) / std).pow(2) + std.log()).sum(-1).mean()
+        else:
+            transition = (next_obs - mean).pow(2).sum(-1).mean()
         reward = (self.predict_reward(obs, latent_i) - rewards).pow(2).mean()
         behaviour = F.cross_entropy(self.behaviour_model(obs).float(), index_i)
         stats = {"metric_loss": metric, "transition_loss": transition, "reward_loss": reward,

@@ -33,7 +33,9 @@ from spin_train.data import (ObservationNormaliser, PhaseData, TransitionBuffer,
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel
 from spin_train.models.actors import ACTORS, ActorOptions, make_actor
+from spin_train.algos.merlion import DISTANCE_UNITS
 from spin_train.models.joint import check_enumerable
+from spin_train.models.merlion import TRANSITION_LOSSES
 from spin_train.options import (RunOptions, check_finite, field_defaults, option, options_from,
                                 resumable_fields)
 from spin_train.policy.evaluate import env_make_kwargs, evaluate, evaluation_seeds
@@ -41,6 +43,8 @@ from spin_train.pretrain.trainer import asm_normaliser, load_asm
 from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_checkpoint
 
 NEEDS_ASM = ("spin", "distill")
+#: The settings that name one of a few choices (the CLI lists them).
+CHOICES = {"merlion_transition_loss": TRANSITION_LOSSES, "merlion_units": DISTANCE_UNITS}
 #: Every ``--actor``: the factored actors, then those over the enumerated joint action set.
 POLICY_ACTORS = ACTORS + tuple(JOINT_ACTORS)
 
@@ -88,10 +92,14 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
                      "ensemble", "critic_hidden", "merlion_dim", "merlion_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_penalty",
-                     "merlion_prior_clip"):
+        for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_cql_alpha",
+                     "merlion_penalty", "merlion_prior_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, accepted in CHOICES.items():
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be one of {', '.join(accepted)}, got "
+                                 f"{getattr(self, name)!r}")
         for name in ("bcq_threshold", "merlion_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -217,6 +225,9 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
 
     algo = build_learner(cfg, cached.obs_dim, bins, asm).to(device)
     algo.use_autocast(device, cfg.amp)
+    algo.set_data_scale(None if normaliser is None else torch.as_tensor(normaliser.std,
+                                                                        device=device),
+                        reward_scale)
     first_phase: dict[str, float | None] = {}
     if state is None:
         phase_generator = torch.Generator(device=device)

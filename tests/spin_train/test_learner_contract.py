@@ -1,7 +1,8 @@
 """The contract every stage-2 learner keeps with the trainer, for every (actor, algo) pair the
 CLI accepts: factored actors x IQL/AWAC/BCQ, joint x BCQ/CQL/BC, MERLION x BCQ/CQL.
 
-- :meth:`first_phase` returns host numbers (seconds >= 0);
+- :meth:`set_data_scale` (always first), then :meth:`first_phase` returns host numbers
+  (seconds >= 0);
 - :meth:`update` returns finite 0-d tensors on the learner's device (no host sync);
 - :meth:`eval_actions` gives ``(B, N)`` int64 bin indices inside each dimension's bins;
 - a checkpoint (``full_state`` through ``save_checkpoint`` / ``load_checkpoint``, tensors only)
@@ -44,7 +45,9 @@ def _learner(actor: str, algo: str):
                                              n_layers=1, head_hidden=16, dropout=0.0))
     cfg = PolicyConfig(dataset="unused", actor=actor, algo=algo, asm="unused" if asm else None,
                        **SMALL)
-    return build_learner(cfg, OBS_DIM, BINS, asm)
+    learner = build_learner(cfg, OBS_DIM, BINS, asm)
+    learner.set_data_scale(torch.tensor([2.0, 0.5, 1.0]), 0.1)  # as the trainer does, always
+    return learner
 
 
 def _phase_data(seed: int) -> PhaseData:

@@ -87,7 +87,7 @@ def test_the_bcq_prior_clip_bounds_the_spread_of_decoded_latent_actions():
 def test_lookup_returns_the_true_nearest_action_by_brute_force():
     torch.manual_seed(0)
     rep = PseudometricRepresentation(obs_dim=3, bins=(2, 3, 2, 2), latent_dim=3, hidden=32,
-                                     penalty=0.3, ood_threshold=0.3)
+                                     penalty=0.3, ood_threshold=0.3, transition_loss="gaussian")
     obs, latent = torch.randn(70, 3), torch.randn(70, 3)
     found = rep.nearest(obs, latent, chunk=16)  # chunks of 16 cover 70 states
     with torch.no_grad():
@@ -360,3 +360,33 @@ def test_the_report_checks_the_merlion_papers_trends():
     assert verdicts == {"MERLION-BCQ > Discrete BCQ": "clearly",
                         "MERLION-CQL > Discrete CQL": "holds",
                         "MERLION-BCQ > BC": "clearly", "MERLION-CQL > BC": "reversed"}
+
+
+def test_the_paper_units_measure_the_distance_in_raw_observations_and_rewards():
+    """``--merlion-units raw``: d^'s next-state distance is taken on raw coordinates (the
+    normaliser's std times the learner's) and its reward difference on raw rewards (divided by
+    the reward scale); ``learner`` keeps the learner's units. With the squared-error P^ (the
+    paper's), W2 of two point predictions is the distance of their means."""
+    torch.manual_seed(0)
+    obs, latent_i, latent_j = torch.randn(6, 3), torch.randn(6, 2), torch.randn(6, 2)
+    rewards, index_j = torch.rand(6), torch.randint(0, 8, (6,))
+    std, scale = torch.tensor([2.0, 0.5, 3.0]), 0.25
+    for units in ("raw", "learner"):
+        learner = MerlionBCQ(3, (2, 2, 2), MerlionBCQOptions(
+            critic_hidden=16, merlion_units=units, merlion_transition_loss="mse",
+            merlion_penalty=0.0))
+        learner.set_data_scale(std, scale)
+        rep = learner.representation
+        with torch.no_grad():
+            mean_i, sd_i = rep.predict_next(obs, latent_i)
+            mean_j, _ = rep.predict_next(obs, latent_j)
+            reward_gap = (rewards - rep.predict_reward(obs, latent_j)).abs()
+            got = rep.target_distance(obs, rewards, latent_i, latent_j, index_j)
+        assert torch.equal(sd_i, torch.zeros_like(sd_i))  # a point prediction
+        f, c = (std, 1 / scale) if units == "raw" else (torch.ones(3), 1.0)
+        expected = reward_gap * c + 0.99 * ((mean_i - mean_j) * f).norm(dim=-1)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="merlion_units must be one of raw, learner, got 'si'"):
+        PolicyConfig(dataset="x", actor="merlion", algo="cql", merlion_units="si")
+    with pytest.raises(ValueError, match="merlion_transition_loss must be one of mse, gaussian"):
+        PolicyConfig(dataset="x", actor="merlion", algo="cql", merlion_transition_loss="l1")
