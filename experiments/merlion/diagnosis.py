@@ -1,7 +1,10 @@
 """Where MERLION loses the return on a maze store: the representation, or the way back to actions.
 
-    python pipelines/merlion_diagnosis.py STORE [--steps 2000] [--vae-steps 4000]
+    python -m experiments.merlion.diagnosis STORE [--steps 2000] [--vae-steps 4000]
         [--penalty P] [--episodes 20] [--seed 0] [--out FILE.json] [--cache-dir DIR]
+
+(from the repository root: ``experiments`` is not installed). Notes and recorded results:
+``experiments/merlion/README.md``.
 
 Trains MERLION's representation (phase 1, as ``spin-train policy --actor merlion`` does: the
 trainer's observation normaliser and reward scale) and latent BCQ's VAE, then measures

@@ -1,0 +1,1 @@
+"""MERLION lab scripts (``diagnosis``, ``critic_check``); their notes: ``README.md`` here."""
