@@ -1,1 +1,2 @@
-"""MERLION lab scripts (``diagnosis``, ``critic_check``); their notes: ``README.md`` here."""
+"""MERLION lab scripts (``diagnosis``, ``critic_check``; shared: ``common``); their notes:
+``README.md`` here."""

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.merlion.diagnosis import play
+from experiments.merlion.common import play, report
 from spin_train.algos import MerlionLearner
 from spin_train.data import ObservationNormaliser, materialise
 from spin_train.models.support import ratio_constrained_argmax
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     print(f"{found['run']} ({cfg.algo}, step {step}, {episodes} episodes)")
-    for name, r in found["returns"].items():
-        print(f"  {name:24s} {r['mean']:8.2f} +- {r['std']:6.2f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
-    return found
+    return report(found, args.out, prefix="  ")
 
 
 if __name__ == "__main__":

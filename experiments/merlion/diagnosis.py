@@ -27,18 +27,16 @@ Prints a table and writes JSON (``--out``). No timings: run it anywhere.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from experiments.merlion.common import play, report
 from spin_data.envs.maze import actuator_motions
 from spin_train.algos.merlion import MerlionBCQ, MerlionBCQOptions
 from spin_train.data.buffer import ObservationNormaliser, PhaseData, TransitionBuffer
 from spin_train.data.cache import materialise
-from spin_train.policy.evaluate import evaluate
 from spin_train.policy.trainer import default_reward_scale, env_from_metadata
 
 #: The diagnosis's own evaluation episodes start at environment seed ``EPISODE_SEED + --seed``:
@@ -53,16 +51,6 @@ def motion_fit(latents: torch.Tensor, motion: torch.Tensor) -> float:
     target = motion.double()
     fit = design @ torch.linalg.lstsq(design, target).solution
     return float(1 - (fit - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum())
-
-
-def play(choose, norm, env_name: str, env_kwargs: dict, episodes: int, seed: int):
-    """Maze episodes acting with ``choose(normalised observations (B, D)) -> bin indices
-    (B, N)`` under no_grad; episode ``i`` is seeded ``seed + i``. Returns the EvalResult."""
-    def act(observations: np.ndarray) -> np.ndarray:
-        obs = norm(torch.as_tensor(observations, dtype=torch.float32))
-        with torch.no_grad():
-            return choose(obs).numpy()
-    return evaluate(act, env_name, env_kwargs, episodes=episodes, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -150,11 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in found.items():
         if key not in ("args", "returns"):
             print(f"{key:34s} {value}")
-    for name, r in found["returns"].items():
-        print(f"return {name:27s} {r['mean']:7.2f} +- {r['std']:6.2f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
-    return found
+    return report(found, args.out, prefix="return ")
 
 
 if __name__ == "__main__":
