@@ -1,6 +1,9 @@
 """Is a finished MERLION run's shortfall in its critic or in its latent policy?
 
-    python pipelines/merlion_critic_check.py RUN_DIR [--episodes N] [--out FILE.json]
+    python -m experiments.merlion.critic_check RUN_DIR [--episodes N] [--out FILE.json]
+
+(from the repository root: ``experiments`` is not installed). Notes and recorded results:
+``experiments/merlion/README.md``.
 
 Loads a ``spin-train policy --actor merlion`` run's final weights (``policy.pt``, tensors only)
 and plays the run's maze with three ways of acting, on the environment seeds of the run's own
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.merlion_diagnosis import play
+from experiments.merlion.common import play, report
 from spin_train.algos import MerlionLearner
 from spin_train.data import ObservationNormaliser, materialise
 from spin_train.models.support import ratio_constrained_argmax
@@ -98,11 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     print(f"{found['run']} ({cfg.algo}, step {step}, {episodes} episodes)")
-    for name, r in found["returns"].items():
-        print(f"  {name:24s} {r['mean']:8.2f} +- {r['std']:6.2f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(found, indent=2) + "\n")
-    return found
+    return report(found, args.out, prefix="  ")
 
 
 if __name__ == "__main__":

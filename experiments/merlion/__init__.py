@@ -1,0 +1,2 @@
+"""MERLION lab scripts (``diagnosis``, ``critic_check``; shared: ``common``); their notes:
+``README.md`` here."""

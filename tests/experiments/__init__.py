@@ -1,0 +1,1 @@
+"""Tests of the lab scripts in ``experiments/`` (imported from the repository root)."""
