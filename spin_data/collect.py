@@ -53,6 +53,27 @@ class UniformRandomPolicy:
         return np.stack([rng.integers(0, self.counts) for rng in rngs])
 
 
+class RandomActionPolicy:
+    """``policy``'s actions, each row's replaced with probability ``prob`` by a uniform random
+    joint action (every sub-action's bin uniform and independent; it may equal the policy's).
+
+    Row ``i`` draws its coin and its random action from ``rngs[i]`` after ``policy`` has drawn
+    its own sample there, so an episode's actions still depend on its generator only.
+    """
+
+    def __init__(self, policy: BatchPolicy, bin_grid: BinGrid, prob: float) -> None:
+        self.policy, self.prob = policy, float(prob)
+        self.uniform = UniformRandomPolicy(bin_grid)
+
+    def act(self, observations: np.ndarray, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+        actions = np.array(self.policy.act(observations, rngs), dtype=np.int64)
+        replaced = [i for i, rng in enumerate(rngs) if rng.random() < self.prob]
+        if replaced:
+            actions[replaced] = self.uniform.act(observations[replaced],
+                                                 [rngs[i] for i in replaced])
+        return actions
+
+
 def uniform_random_policy(bin_grid: BinGrid, rng: np.random.Generator) -> Policy:
     """A single-observation uniform-random policy drawing from ``rng``."""
     counts = np.asarray(bin_grid.counts)

@@ -33,7 +33,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spin_data.behaviour.ladder import WEAK_EXPERT_THRESHOLD
-from spin_data.collect import BatchPolicy, UniformRandomPolicy, collect_episodes
+from spin_data.collect import (BatchPolicy, RandomActionPolicy, UniformRandomPolicy,
+                               collect_episodes)
 from spin_data.envs import registry
 from spin_data.recipe import SOURCES, Recipe
 from spin_data.store import DatasetWriter, publish, writer_lock
@@ -81,7 +82,12 @@ class ModePolicy:
         return self.policy.act(observations, deterministic=True)
 
 
-def task_policy(task: Task, bin_grid, deterministic: bool = False) -> BatchPolicy:
+def task_policy(task: Task, bin_grid, deterministic: bool = False,
+                random_action_prob: float = 0.0) -> BatchPolicy:
+    """The policy of a task's source: uniform random, or its behaviour checkpoint sampling (or
+    acting with its mode), its actions replaced by uniform random ones with probability
+    ``random_action_prob`` (Recipe.random_action_prob; at 0 nothing is drawn for it, so the
+    data of recipes without replacement is unchanged)."""
     if task.checkpoint is None:
         return UniformRandomPolicy(bin_grid)
     import torch
@@ -91,7 +97,10 @@ def task_policy(task: Task, bin_grid, deterministic: bool = False) -> BatchPolic
     # Batched inference of a small MLP: extra intra-op threads only fight the other workers.
     torch.set_num_threads(1)
     policy = load_policy(task.checkpoint)
-    return ModePolicy(policy) if deterministic else policy
+    policy = ModePolicy(policy) if deterministic else policy
+    if random_action_prob:
+        return RandomActionPolicy(policy, bin_grid, random_action_prob)
+    return policy
 
 
 #: Environments built in this process, reused by every task of the same task and grid
@@ -138,7 +147,8 @@ def run_task(recipe: Recipe, location: str, staging: str, task: Task, n_envs: in
     try:
         remaining = task.seeds[writer.n_episodes:]
         if remaining:
-            policy = task_policy(task, writer.header.bin_grid, recipe.deterministic)
+            policy = task_policy(task, writer.header.bin_grid, recipe.deterministic,
+                                 recipe.random_action_prob)
             envs = task_envs(recipe, n_envs)[:n_envs]
             for ep in collect_episodes(envs, policy, remaining):
                 writer.add_episode(ep.observations, ep.actions, ep.rewards,
@@ -408,12 +418,18 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
     timings["collect"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    from spin_data.tools.summary import describe_action_selection
+
     env = task_envs(recipe, 1)[0]
     reference = registry.reference_score(recipe.env, recipe.n_bins)
+    selection = recipe.action_selection()
+    description = f"{recipe.quality} data of {recipe.canonical_env} at {recipe.n_bins} bins"
+    if selection and (recipe.deterministic or recipe.random_action_prob):
+        description += f" ({describe_action_selection(selection)})"
     metadata = {
         "dataset_id": recipe.name,
         "dataset_version": 1,
-        "description": f"{recipe.quality} data of {recipe.canonical_env} at {recipe.n_bins} bins",
+        "description": description,
         "env": {"name": recipe.env, "task": recipe.canonical_env,
                 "kwargs": {"bins": recipe.n_bins, "grid": recipe.grid},
                 "max_episode_steps": int(env.get_wrapper_attr("max_episode_steps"))},
@@ -421,6 +437,7 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
         "quality": recipe.quality,
         "recipe": {**recipe.to_dict(), "source_steps": recipe.source_steps()},
         "behaviour": behaviour_meta,
+        "action_selection": selection,
         "reference_scores": None if reference is None else {
             "expert": reference.expert, "random": reference.random, "source": reference.source},
         "seeds": {"master": recipe.seed,

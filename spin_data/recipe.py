@@ -20,7 +20,7 @@ from spin_data.text import one_line
 from spin_data.yaml_lines import YamlFileError, read_yaml
 
 QUALITIES: tuple[str, ...] = ("random", "medium", "expert", "medium-expert",
-                              "random-medium-expert")
+                              "random-medium-expert", "noisy")
 
 #: Transitions per quality (the benchmark's sizes).
 DEFAULT_SIZES: dict[str, int] = {
@@ -29,6 +29,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "expert": 1_000_000,
     "medium-expert": 2_000_000,
     "random-medium-expert": 200_000,
+    "noisy": 100_000,  # the MERLION paper's dataset size
 }
 
 #: Share of transitions per source. The benchmark does not publish random-medium-expert's
@@ -40,7 +41,17 @@ DEFAULT_MIXES: dict[str, dict[str, float]] = {
     "expert": {"expert": 1.0},
     "medium-expert": {"medium": 0.5, "expert": 0.5},
     "random-medium-expert": {"random": 0.2, "medium": 0.4, "expert": 0.4},
+    "noisy": {"medium": 1.0},
 }
+#: "noisy" is the MERLION paper's data (its A.4, "Data collection"): a sub-optimal policy's
+#: actions with "noise added to the action 50% of the time". spin reads that as: the medium
+#: policy acting with its mode, each step's action replaced with probability
+#: ``random_action_prob`` by a uniform random joint action. The other qualities act as the
+#: benchmark's do: sampled actions, no replacement.
+DEFAULT_RANDOM_ACTION_PROBS: dict[str, float] = {"noisy": 0.5}
+DEFAULT_DETERMINISTIC: dict[str, bool] = {"noisy": True}
+#: Recipe fields whose default depends on the quality.
+QUALITY_DEFAULTS: tuple[str, ...] = ("size", "mix", "deterministic", "random_action_prob")
 SOURCES: tuple[str, ...] = ("random", "medium", "expert")
 
 
@@ -76,7 +87,13 @@ class Recipe:
     library: str | None = None
     # Behaviour policies act with their distribution's mode (per-dimension argmax for PPO,
     # tanh(mean) for SAC) instead of sampling: action tuples become a function of the state.
-    deterministic: bool = False
+    # None: True for "noisy", else False.
+    deterministic: bool | None = None
+    # Probability that a behaviour policy's action at a step is replaced by a uniform random
+    # joint action (every sub-action's bin uniform and independent; it may equal the policy's
+    # own), drawn from the episode's own generator. Uniform-random sources are left as they
+    # are. None: 0.5 for "noisy", else 0.
+    random_action_prob: float | None = None
     # The medium policy is the ladder rung closest to this fraction of expert's score.
     medium_fraction: float = 0.45
     # Episodes per collection task (a task writes one part of the store).
@@ -130,6 +147,22 @@ class Recipe:
             raise RecipeError(f"medium_fraction must be in (0, 1), got {self.medium_fraction}")
         if self.episodes_per_task < 1:
             raise RecipeError(f"episodes_per_task must be >= 1, got {self.episodes_per_task}")
+        if self.deterministic is None:
+            object.__setattr__(self, "deterministic",
+                               DEFAULT_DETERMINISTIC.get(self.quality, False))
+        object.__setattr__(self, "random_action_prob", self._checked_random_action_prob())
+
+    def _checked_random_action_prob(self) -> float:
+        prob = self.random_action_prob
+        if prob is None:
+            return DEFAULT_RANDOM_ACTION_PROBS.get(self.quality, 0.0)
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
+            raise RecipeError(f"random_action_prob must be a probability in [0, 1], got "
+                              f"{prob!r}")
+        if self.quality == "noisy" and prob == 0:
+            raise RecipeError("random_action_prob must be in (0, 1] for quality noisy, got 0 "
+                              "(noise-free mode actions are medium data, deterministic)")
+        return float(prob)
 
     @property
     def canonical_env(self) -> str:
@@ -148,8 +181,25 @@ class Recipe:
         """Target transitions per source (rounded; at least one episode's worth each)."""
         return {s: max(1, round(self.size * f)) for s, f in self.mix.items()}
 
+    def action_selection(self) -> dict[str, Any] | None:
+        """How the behaviour sources chose their actions (a store's ``action_selection``
+        metadata); None when the recipe collects uniform-random data only."""
+        sources = [s for s in self.mix if s != "random"]
+        if not sources:
+            return None
+        return {"sources": sources, "policy_action": "mode" if self.deterministic else "sample",
+                "random_action_prob": self.random_action_prob,
+                "random_action": "uniform over the joint actions (every sub-action's bin "
+                                 "uniform and independent; may equal the policy's)"}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The recipe's fields, defaults resolved. ``random_action_prob`` is left out at 0 (no
+        replaced actions), so the recipes of stores and pipeline steps made before the field
+        existed still compare (and hash) equal to today's."""
+        data = asdict(self)
+        if data["random_action_prob"] == 0:
+            del data["random_action_prob"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "recipe") -> "Recipe":
@@ -184,8 +234,20 @@ class Recipe:
         return cls.from_dict(data, where=str(path))
 
     def with_overrides(self, **overrides: Any) -> "Recipe":
-        """A copy with the non-None overrides applied (command-line flags over a recipe)."""
-        data = self.to_dict()
+        """A copy with the non-None overrides applied (command-line flags over a recipe).
+
+        A new quality brings its own defaults (:data:`QUALITY_DEFAULTS`) for the fields that
+        hold the old quality's defaults: a medium recipe run as ``--quality noisy`` gets
+        noisy's mode actions and replacement probability, not medium's sampled, noise-free
+        ones; a size or mix the recipe chose itself is kept.
+        """
+        data = asdict(self)
+        quality = overrides.get("quality")
+        if quality is not None and quality != self.quality:
+            old = Recipe(env=self.env, quality=self.quality)
+            for key in QUALITY_DEFAULTS:
+                if data[key] == getattr(old, key):
+                    data[key] = None
         data.update({k: v for k, v in overrides.items() if v is not None})
         return Recipe(**data)
 

@@ -35,7 +35,10 @@ from spin_data.text import one_line
                 "for sac/tqc/crossq).")
 @click.option("--deterministic/--stochastic", default=None,
               help="Behaviour policies act with their mode instead of sampling (default: the "
-                   "recipe's; the catalog's recipes sample).")
+                   "recipe's; the catalog's recipes sample, except noisy ones).")
+@click.option("--random-action-prob", type=float, default=None,
+              help="Probability in [0, 1] that a behaviour action is replaced by a uniform "
+                   "random joint action (default: the recipe's; 0.5 for noisy, else 0).")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local",
               show_default=True, help="Run collection tasks in local processes or as Ray tasks.")
 @click.option("--address", default=None,
@@ -49,8 +52,8 @@ from spin_data.text import one_line
 def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
              bins: int | None, size: int | None, out: str | None, workers: int,
              seed: int | None, budget: str | None, algorithm: str | None, library: str | None,
-             deterministic: bool | None, backend: str, address: str | None, overwrite: bool,
-             discard: bool, retrain: bool) -> None:
+             deterministic: bool | None, random_action_prob: float | None, backend: str,
+             address: str | None, overwrite: bool, discard: bool, retrain: bool) -> None:
     """Make an offline dataset: behaviour policies (shipped in datasets/ladders/, else trained
     or reused from the cache), collect, publish a store.
 
@@ -77,7 +80,8 @@ def generate(env_name: str | None, quality: str | None, recipe_file: str | None,
         recipe = base.with_overrides(env=env_name if recipe_file else None, quality=quality,
                                      bins=bins, size=size, seed=seed, budget=budget_value,
                                      algorithm=algorithm, library=library,
-                                     deterministic=deterministic)
+                                     deterministic=deterministic,
+                                     random_action_prob=random_action_prob)
     except ValueError as err:
         raise click.BadParameter(one_line(err)) from None
     location = out or str(recipes.data_root() / recipe.name)

@@ -31,7 +31,7 @@ from spin_data.store.location import parse_location
 from spin_data.store.reader import Dataset
 from spin_data.tools.base import ToolError, open_any
 from spin_data.tools.minari_io import minari_id
-from spin_data.tools.summary import info_dict
+from spin_data.tools.summary import describe_action_selection, info_dict
 
 #: In every README.md spin writes, right after the YAML front matter (which must open the file):
 #: how spin knows the file is its own to replace.
@@ -169,6 +169,9 @@ def card_markdown(ds: Dataset, *, license: str | None = None, location: str | No
             lines.append(f"- {source}: step {p['step']:,},{where} checkpoint sha256 "
                          f"`{p.get('checkpoint_sha256', '?')}`")
         lines.append("")
+    selection = d["action_selection"]
+    if selection:
+        lines += [f"Behaviour actions - {describe_action_selection(selection)}.", ""]
     if md.get("imported_from"):
         lines += [f"Imported from {md['imported_from'].get('format', '?')}.", ""]
     if d["warnings"]:

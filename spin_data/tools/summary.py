@@ -43,6 +43,7 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
         "reference_scores": reference,
         "normalised_mean_return": normalised,
         "behaviour": md.get("behaviour"),
+        "action_selection": md.get("action_selection"),
         "warnings": md.get("warnings") or [],
         "combined_from": md.get("combined_from"),
         "imported_from": md.get("imported_from"),
@@ -52,6 +53,16 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
         "schema_version": ds.schema_version,
         "content_checksum": ds.content_checksum,
     }
+
+
+def describe_action_selection(selection: dict[str, Any]) -> str:
+    """One line for a store's ``action_selection``, e.g. ``medium: mode actions, each replaced
+    by a uniform random joint action with probability 0.5``."""
+    action = {"mode": "mode", "sample": "sampled"}.get(selection.get("policy_action"), "?")
+    prob = selection.get("random_action_prob") or 0
+    return (", ".join(selection.get("sources") or ["?"]) + f": {action} actions"
+            + (f", each replaced by a uniform random joint action with probability {prob:g}"
+               if prob else ""))
 
 
 def _pick_score(pick: dict[str, Any]) -> float:
@@ -105,6 +116,8 @@ def info_card(ds: Dataset, scale: str = "fraction") -> str:
             for source, p in behaviour["policies"].items())
         lines.append(f"  behaviour     {learner}, {behaviour.get('training_steps', 0):,} steps; "
                      f"{picks}")
+    if d["action_selection"]:
+        lines.append(f"  acting        {describe_action_selection(d['action_selection'])}")
     lines.extend(f"  {w}" for w in d["warnings"])
     if d["combined_from"]:
         lines.append("  combined from " + ", ".join(
