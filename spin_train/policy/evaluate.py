@@ -64,12 +64,6 @@ class EvalResult:
         """Standard deviation of the returns over the episodes (population, ``ddof=0``)."""
         return float(np.std(self.returns))
 
-    def as_metrics(self) -> dict[str, Any]:
-        """The evaluation row a stage-2 run logs (keys read by :mod:`spin_train.report`)."""
-        return {"eval_return_mean": self.mean, "eval_return_std": self.std,
-                "eval_normalised": self.normalised,
-                "eval_length_mean": float(np.mean(self.lengths))}
-
 
 class _FunctionPolicy:
     """A :class:`spin_data.collect.BatchPolicy` around ``policy_fn``.
