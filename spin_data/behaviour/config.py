@@ -155,8 +155,7 @@ class BehaviourConfig:
     def __post_init__(self) -> None:
         spec = registry.resolve(self.env)  # raises UnknownEnvironment
         registry.check_bins(self.env, self.bins)
-        if spec.family == "maze" and self.grid != "actuator":
-            raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
+        registry.check_grid(self.env, self.grid)
         self.bins = spec.default_bins if self.bins is None else self.bins
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")

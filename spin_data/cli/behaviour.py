@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from spin_data.cli.common import check_bins, resume_hint, store_errors
+from spin_data.cli.common import check_bins, check_grid, resume_hint, store_errors
 from spin_data.behaviour.config import BehaviourConfig
 from spin_data.cli.group import main
 from spin_data.cli.options import (algorithm_option, bins_option, field_default, grid_option,
@@ -111,8 +111,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
     except ValueError as err:
         raise click.BadParameter(one_line(err), param_hint="--env") from None
     check_bins(env_name, bins)
-    if spec.family == "maze" and grid not in (None, "actuator"):
-        raise click.BadParameter("grid applies to DMC tasks only", param_hint="--grid")
+    check_grid(env_name, grid)
     grid = grid or ("unit" if spec.family == "dmc" else "actuator")
     try:
         config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm,

@@ -34,6 +34,14 @@ def check_bins(env_name: str, bins: int | None) -> None:
         raise click.BadParameter(str(err), param_hint="--bins") from None
 
 
+def check_grid(env_name: str, grid: str | None) -> None:
+    """:func:`registry.check_grid` as a usage error of ``--grid`` (exit 2)."""
+    try:
+        registry.check_grid(env_name, grid)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--grid") from None
+
+
 @contextlib.contextmanager
 def resume_hint(kept: Callable[[], str]) -> Iterator[None]:
     """Ctrl-C: say what was kept and that the same command resumes, then exit 130."""

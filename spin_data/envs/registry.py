@@ -141,8 +141,7 @@ def make_env(
         )
     else:
         check_bins(name, bins)
-        if grid != "actuator":
-            raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
+        check_grid(name, grid)
         if spec.canonical == "merlion":
             config = maze.merlion_config()
         else:
@@ -171,6 +170,18 @@ def check_bins(env: str, bins: int | Sequence[int] | None) -> None:
         all_two = bins == 2
     if not all_two:
         raise ValueError(f"maze actuators are on/off: bins must be 2, got {bins}")
+
+
+def check_grid(env: str, grid: str | None) -> None:
+    """Refuse a bin grid for a maze (its bins are off/on: only ``"actuator"``, or None for the
+    default, applies). Any grid passes for DMC tasks here (their values are GRID_KINDS).
+
+    Raises:
+        ValueError: a maze with another grid (the one wording every caller shows).
+        UnknownEnvironment: ``env`` is no registry name.
+    """
+    if grid not in (None, "actuator") and resolve(env).family == "maze":
+        raise ValueError("grid applies to DMC tasks only; a maze's bins are off/on")
 
 
 def reference_score(name: str, bins: int | None = None) -> ReferenceScore | None:

@@ -252,8 +252,10 @@ def import_minari(
         if env_name is None:
             raise ToolError(f"{source}: not exported by spin; name its task with --env (and "
                             "--bins/--grid)")
-        if registry.resolve(env_name).family == "maze" and grid not in (None, "actuator"):
-            raise ToolError("grid applies to DMC tasks only; a maze's bins are off/on")
+        try:
+            registry.check_grid(env_name, grid)
+        except ValueError as err:
+            raise ToolError(str(err)) from None
         task = imported_task(env_name, bins, grid)
         bin_grid = task.bin_grid
         metadata = {
