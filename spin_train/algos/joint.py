@@ -10,7 +10,8 @@ below ``threshold`` are never chosen, in the target or when acting::
     L_Q = E[ Huber( r + gamma (1 - term) Q'(s', a') - Q(s, a) ) ]
     L_G = E[ -log G(a | s) ] + 0.01 E[ logits^2 ]                    (the authors' regulariser)
 
-Discrete CQL (Kumar et al., 2020, CQL(H) on a DQN)::
+Discrete CQL (Kumar et al., 2020, CQL(H) on a DQN; ``--cql-td-loss huber`` and
+``--cql-target-every K`` give the DQN recipe's Huber loss and hard target copies)::
 
     L_Q = E[ (r + gamma (1 - term) max_a' Q'(s', a') - Q(s, a))^2 ]
           + alpha E[ logsumexp_a Q(s, a) - Q(s, a_data) ]
@@ -59,9 +60,17 @@ class DiscreteBCQOptions(CriticOptions, BCQThresholdOptions):
     pass
 
 
+#: Discrete CQL's TD losses: squared error, or Huber as the DQN recipe CQL builds on.
+TD_LOSSES = ("squared", "huber")
+
+
 @dataclass(kw_only=True)
 class DiscreteCQLOptions(CriticOptions, CQLAlphaOptions):
-    pass
+    cql_td_loss: str = option(
+        "squared", "discrete CQL: TD loss, squared or huber (the DQN recipe's)")
+    cql_target_every: int = option(
+        0, "discrete CQL: copy Q into its target every this many steps (the DQN recipe's hard "
+           "updates); 0: Polyak averaging at --tau")
 
 
 class JointLearner(Learner):
@@ -144,7 +153,21 @@ class DiscreteCQL(JointQLearner):
 
     def __init__(self, obs_dim, bins, options: DiscreteCQLOptions | None = None):
         super().__init__(obs_dim, bins, options)
-        self.alpha = check_alpha(self.options.cql_alpha)
+        o = self.options
+        if o.cql_td_loss not in TD_LOSSES or o.cql_target_every < 0:
+            raise ValueError(f"need cql_td_loss in {', '.join(TD_LOSSES)} and cql_target_every "
+                             f">= 0, got {o.cql_td_loss!r}, {o.cql_target_every}")
+        self.alpha = check_alpha(o.cql_alpha)
+        self.huber, self.target_every = o.cql_td_loss == "huber", o.cql_target_every
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # hard-update clock
+
+    def _update_target(self) -> None:
+        """Polyak averaging, or every ``target_every`` updates a hard copy."""
+        self.updates += 1
+        if not self.target_every:
+            soft_update(self.q_target, self.q, self.tau)
+        elif int(self.updates) % self.target_every == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
 
     def update(self, batch, generator=None) -> Stats:
         index = self.space.encode(batch.actions)
@@ -154,11 +177,11 @@ class DiscreteCQL(JointQLearner):
                 target = batch.rewards + self.discount * batch.not_done * q_next
             q_all = self.q(batch.observations).float()
             q = q_all.gather(1, index[:, None])[:, 0]
-            td = td_loss(q[None], target)
+            td = F.smooth_l1_loss(q, target) if self.huber else td_loss(q[None], target)
             gap = (torch.logsumexp(q_all, -1) - q).mean()
             loss = td + self.alpha * gap
         self._step(self.q_optimiser, loss)
-        soft_update(self.q_target, self.q, self.tau)
+        self._update_target()
         return {"q_loss": td.detach(), "q_mean": q.detach().mean(), "cql_gap": gap.detach()}
 
 

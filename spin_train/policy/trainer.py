@@ -33,6 +33,7 @@ from spin_train.data import (ObservationNormaliser, PhaseData, TransitionBuffer,
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
 from spin_train.models.asm import ActionStructureModel
 from spin_train.models.actors import ACTORS, ActorOptions, make_actor
+from spin_train.algos.joint import TD_LOSSES
 from spin_train.algos.merlion import DISTANCE_UNITS
 from spin_train.models.joint import check_enumerable
 from spin_train.models.merlion import TRANSITION_LOSSES
@@ -44,7 +45,8 @@ from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_chec
 
 NEEDS_ASM = ("spin", "distill")
 #: The settings that name one of a few choices (the CLI lists them).
-CHOICES = {"merlion_transition_loss": TRANSITION_LOSSES, "merlion_units": DISTANCE_UNITS}
+CHOICES = {"merlion_transition_loss": TRANSITION_LOSSES, "merlion_units": DISTANCE_UNITS,
+           "cql_td_loss": TD_LOSSES}
 #: Every ``--actor``: the factored actors, then those over the enumerated joint action set.
 POLICY_ACTORS = ACTORS + tuple(JOINT_ACTORS)
 
@@ -93,7 +95,7 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_cql_alpha",
-                     "merlion_penalty", "merlion_prior_clip"):
+                     "cql_target_every", "merlion_penalty", "merlion_prior_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name, accepted in CHOICES.items():

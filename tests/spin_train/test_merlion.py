@@ -322,3 +322,36 @@ def test_the_paper_units_measure_the_distance_in_raw_observations_and_rewards():
         PolicyConfig(dataset="x", actor="merlion", algo="cql", merlion_units="si")
     with pytest.raises(ValueError, match="merlion_transition_loss must be one of mse, gaussian"):
         PolicyConfig(dataset="x", actor="merlion", algo="cql", merlion_transition_loss="l1")
+
+
+def test_discrete_cql_can_use_the_dqn_recipes_huber_loss_and_hard_target_copies():
+    """``--cql-td-loss huber --cql-target-every 3``: the reported TD loss is the Huber loss of
+    the batch (recomputed here), and the target network stays put between copies, then equals
+    Q after every third update."""
+    from spin_train.algos import DiscreteCQL
+    from spin_train.algos.joint import DiscreteCQLOptions
+    from spin_train.data import Batch
+
+    torch.manual_seed(0)
+    learner = DiscreteCQL(3, (2, 2), DiscreteCQLOptions(critic_hidden=16, cql_td_loss="huber",
+                                                        cql_target_every=3))
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(observations=torch.randn(32, 3, generator=g),
+                  actions=torch.randint(0, 2, (32, 2), generator=g),
+                  rewards=5 * torch.randn(32, generator=g),  # TD errors beyond Huber's knee
+                  next_observations=torch.randn(32, 3, generator=g), not_done=torch.ones(32))
+    start = {k: v.clone() for k, v in learner.q_target.state_dict().items()}
+    for step in (1, 2, 3, 4):
+        with torch.no_grad():
+            target = batch.rewards + 0.99 * learner.q_target(batch.next_observations).amax(-1)
+            q = learner.q(batch.observations).gather(
+                1, learner.space.encode(batch.actions)[:, None])[:, 0]
+        stats = learner.update(batch)
+        assert float(stats["q_loss"]) == pytest.approx(
+            float(torch.nn.functional.smooth_l1_loss(q, target)), rel=1e-5)
+        held = all(torch.equal(v, start[k]) for k, v in learner.q_target.state_dict().items())
+        copied = all(torch.equal(v, learner.q.state_dict()[k])
+                     for k, v in learner.q_target.state_dict().items())
+        assert (held, copied) == ((True, False) if step in (1, 2) else (False, step == 3))
+    with pytest.raises(ValueError, match="cql_td_loss must be one of squared, huber"):
+        PolicyConfig(dataset="x", actor="joint", algo="cql", cql_td_loss="l2")
