@@ -328,6 +328,8 @@ def test_discrete_cql_can_use_the_dqn_recipes_huber_loss_and_hard_target_copies(
     """``--cql-td-loss huber --cql-target-every 3``: the reported TD loss is the Huber loss of
     the batch (recomputed here), and the target network stays put between copies, then equals
     Q after every third update."""
+    import copy
+
     from spin_train.algos import DiscreteCQL
     from spin_train.algos.joint import DiscreteCQLOptions
     from spin_train.data import Batch
@@ -353,5 +355,12 @@ def test_discrete_cql_can_use_the_dqn_recipes_huber_loss_and_hard_target_copies(
         copied = all(torch.equal(v, learner.q.state_dict()[k])
                      for k, v in learner.q_target.state_dict().items())
         assert (held, copied) == ((True, False) if step in (1, 2) else (False, step == 3))
+    resumed = DiscreteCQL(3, (2, 2), learner.options)  # the clock resumes with the weights
+    resumed.load_full_state(copy.deepcopy(learner.full_state()))  # as from a checkpoint file
+    for _ in range(2):  # update 6 copies on both
+        learner.update(batch), resumed.update(batch)
+    for k, v in learner.q_target.state_dict().items():
+        assert torch.equal(v, learner.q.state_dict()[k])
+        assert torch.equal(v, resumed.q_target.state_dict()[k])
     with pytest.raises(ValueError, match="cql_td_loss must be one of squared, huber"):
         PolicyConfig(dataset="x", actor="joint", algo="cql", cql_td_loss="l2")
