@@ -74,8 +74,10 @@ class Learner(nn.Module):
     name = "learner"
     Options: type = CriticOptions
 
-    def __init__(self) -> None:
+    def __init__(self, options: Any = None) -> None:
+        """``options``: an instance of ``self.Options`` (None: its defaults)."""
         super().__init__()
+        self.options = options if options is not None else self.Options()
         self._autocast = contextlib.nullcontext
 
     def set_data_scale(self, observation_std: torch.Tensor | None, reward_scale: float) -> None:
@@ -139,10 +141,11 @@ class OfflineAlgorithm(Learner):
 
     def __init__(self, actor: Actor, obs_dim: int, bins: tuple[int, ...],
                  options: OfflineOptions | None = None):
-        super().__init__()
-        o = self.options = options if options is not None else self.Options()
+        super().__init__(options)
+        o = self.options
         self.actor = actor
-        self.discount, self.tau, self.lr, self.critic_hidden = o.discount, o.tau, o.lr, o.critic_hidden
+        self.discount, self.tau, self.lr = o.discount, o.tau, o.lr
+        self.critic_hidden = o.critic_hidden
         self.q = FactoredQ(obs_dim, bins, o.critic_hidden, o.ensemble)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.actor_optimiser = torch.optim.Adam(actor.trainable_parameters(), lr=o.lr)

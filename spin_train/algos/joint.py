@@ -77,8 +77,8 @@ class JointLearner(Learner):
     """Shared by the three: the joint action set and the obs -> |A| network shape."""
 
     def __init__(self, obs_dim: int, bins: tuple[int, ...], options: CriticOptions | None = None):
-        super().__init__()
-        o = self.options = options if options is not None else self.Options()
+        super().__init__(options)
+        o = self.options
         self.space = JointActionSpace(bins)
         self.obs_dim, self.hidden = obs_dim, o.critic_hidden
         self.lr, self.discount, self.tau = o.lr, o.discount, o.tau

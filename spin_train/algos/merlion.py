@@ -103,8 +103,8 @@ class MerlionLearner(Learner):
 
     def __init__(self, obs_dim: int, bins: tuple[int, ...],
                  options: MerlionOptions | None = None):
-        super().__init__()
-        o = self.options = options if options is not None else self.Options()
+        super().__init__(options)
+        o = self.options
         if o.merlion_units not in DISTANCE_UNITS:
             raise ValueError(f"merlion_units must be one of {', '.join(DISTANCE_UNITS)}, got "
                              f"{o.merlion_units!r}")
