@@ -333,3 +333,4 @@ class _ProgressCallback(_progress_callback_base()):  # type: ignore[misc]
                 bar.set_postfix_str(postfix or "", refresh=True)
                 return True
         bar.update(self.num_timesteps - bar.n)
+        return True  # anything falsy stops SB3's learn() after this step
