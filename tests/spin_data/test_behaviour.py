@@ -225,6 +225,17 @@ def test_a_run_in_progress_elsewhere_is_refused(cache):
             train_behaviour(config, cache_dir=cache, progress=False)
 
 
+def test_a_run_with_a_progress_bar_trains_the_same_ladder_as_one_without(tmp_path):
+    # The bar's SB3 callback must return True: anything falsy stops learn() after one env step,
+    # and every vector step became a rung (a regression that only showed with a bar).
+    config = BehaviourConfig("maze-5", budget=8_192, eval_every=4_096, eval_episodes=4,
+                             n_envs=8, seed=5)
+    quiet = train_behaviour(config, cache_dir=tmp_path / "quiet", progress=False)
+    shown = train_behaviour(config, cache_dir=tmp_path / "shown", progress=True)
+    assert [r.step for r in shown.rungs] == [r.step for r in quiet.rungs] == [0, 4096, 8192]
+    assert [r.sha256 for r in shown.rungs] == [r.sha256 for r in quiet.rungs]
+
+
 # ============================================================================= resuming
 def test_an_interrupted_run_resumes_from_its_last_rung(cache):
     from stable_baselines3 import PPO
