@@ -299,7 +299,8 @@ class _Builder:
             datasets[name] = {"dataset": ds.name, "env_task": r.canonical_env,
                               "bins": r.n_bins, "quality": r.quality}
         params = {"title": spec.title or f"Pipeline {self.p.name}", "fraction": spec.fraction,
-                  "at_step": spec.at_step, "target": spec.target, "paper": spec.paper}
+                  "at_step": spec.at_step, "target": spec.target, "paper": spec.paper,
+                  "last_evaluations": spec.last_evaluations}
         if spec.score_scale != "fraction":  # absent by default: older reports keep their id
             params["score_scale"] = spec.score_scale
         paper_rows = None

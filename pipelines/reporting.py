@@ -91,7 +91,8 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
     runs = {n: payload["inputs"][n]["dir"] for n in params["runs"]}
     by_dir = {d: params["runs"][n] for n, d in runs.items()}
     result = report.compare(list(runs.values()), target=params["target"],
-                            fraction=params["fraction"], at_step=params["at_step"])
+                            fraction=params["fraction"], at_step=params["at_step"],
+                            last=params.get("last_evaluations", 1))
     for g in result.values():  # which dataset of the pipeline each group is (for the paper)
         g.update(by_dir[g["runs"][0]])
     csv_path = report.write_csv(result, out / "report.csv")
@@ -109,8 +110,10 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
     if params.get("description"):
         text += [params["description"].strip(), ""]
     text += ["## Results", "", "```text", table, "```", "",
-             "- final return: mean ± std over seeds of each run's last evaluation (mean "
-             "undiscounted return of its evaluation episodes);",
+             "- final return: mean ± std over seeds of each run's "
+             + ("last evaluation" if params.get("last_evaluations", 1) == 1 else
+                f"mean over its last {params['last_evaluations']} evaluations")
+             + " (an evaluation: the mean undiscounted return of its episodes);",
              "- normalised: (R - random) / (expert - random) with the benchmark's reference "
              + ("scores, x100 (100 = expert);" if scale == "percent"
                 else "scores (1.0 = expert);"),

@@ -80,6 +80,7 @@ class ReportSpec:
     title: str | None = None
     fraction: float = 0.95
     at_step: int = 10_000
+    last_evaluations: int = 1  # a run's final return: the mean of its last N evaluations
     target: float | None = None
     paper: str | None = None  # a table of pipelines/paper_numbers.yaml
     policies: list[Ref] | None = None  # policy groups to report (default: all)

@@ -372,7 +372,7 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
 
     entry = check.mapping(entry, "report", line)
     check.keys(entry, ("title", "fraction", "at_step", "target", "paper", "policies",
-                       "score_scale"), "report")
+                       "score_scale", "last_evaluations"), "report")
     spec = ReportSpec(line=entry.line)
     if "title" in entry:
         spec.title = str(entry["title"])
@@ -390,6 +390,10 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
     if "at_step" in entry:
         spec.at_step = check.positive_int(entry["at_step"], "report: at_step",
                                           entry.line_of("at_step"))
+    if "last_evaluations" in entry:
+        spec.last_evaluations = check.positive_int(entry["last_evaluations"],
+                                                   "report: last_evaluations",
+                                                   entry.line_of("last_evaluations"))
     if "target" in entry and entry["target"] is not None:
         value = entry["target"]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

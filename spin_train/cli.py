@@ -140,6 +140,8 @@ def policy(**kwargs: Any) -> None:
               show_default=True, help="time to target = first evaluation >= fraction * target")
 @click.option("--at-step", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="report the fraction of the target reached after this many steps")
+@click.option("--last", type=click.IntRange(min=1), default=1, show_default=True,
+              help="a run's final return is the mean of its last N evaluations")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="learning curves PNG (default: compare.png in the current directory)")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
@@ -148,13 +150,14 @@ def policy(**kwargs: Any) -> None:
               show_default=True,
               help="normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100)")
 def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at_step: int,
-            plot_path: str | None, csv_path: str | None, scale: str) -> None:
+            last: int, plot_path: str | None, csv_path: str | None, scale: str) -> None:
     """Compare stage-2 runs: final return (mean +- std over seeds), time to target, fraction of
     the target after --at-step steps (paper Table 4), and their learning curves on one figure."""
     from spin_train import report
 
     with _run_errors():
-        result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step)
+        result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step,
+                                last=last)
         click.echo(report.format_table(result, scale))
         png = report.plot_learning_curves(run_dirs, plot_path or "compare.png")
         click.echo(f"learning curves: {png}")

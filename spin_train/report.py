@@ -73,12 +73,21 @@ class Run:
     @property
     def final_return(self) -> float:
         """Mean evaluation return of the last evaluation."""
-        return float(self.returns[-1])
+        return self.final_return_over(1)
 
     @property
     def final_normalised(self) -> float | None:
         """Normalised score of the last evaluation, or None if the run logged none."""
-        value = float(self.normalised[-1])
+        return self.final_normalised_over(1)
+
+    def final_return_over(self, last: int) -> float:
+        """Mean of the last ``last`` evaluations' mean returns (all of them if fewer): one
+        evaluation of a few episodes swings too much to stand for a run's end."""
+        return float(self.returns[-last:].mean())
+
+    def final_normalised_over(self, last: int) -> float | None:
+        """:meth:`final_return_over` for normalised scores; None if the run logged none."""
+        value = float(self.normalised[-last:].mean())
         return None if math.isnan(value) else value
 
 
@@ -195,17 +204,19 @@ def _group_runs(runs: list[Run]) -> dict[GroupKey, list[Run]]:
             for k in sorted(groups, key=order)}
 
 
-def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey) -> tuple[float | None, str]:
+def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey,
+                   last: int = 1) -> tuple[float | None, str]:
     """The paper's target for group ``key``, and a note saying where it came from.
 
-    The mean final return of the ``factored`` runs of the same dataset and algorithm; without
+    The mean final return (over each run's ``last`` evaluations) of the ``factored`` runs of the
+    same dataset and algorithm; without
     such runs, the dataset's reference expert return (``config["reference_scores"]["expert"]``);
     otherwise None.
     """
     dataset, _, algo = key
     factored = groups.get((dataset, TARGET_ACTOR, algo))
     if factored:
-        mean = float(np.mean([r.final_return for r in factored]))
+        mean = float(np.mean([r.final_return_over(last) for r in factored]))
         return mean, f"{TARGET_ACTOR}-{algo} final ({len(factored)} seeds)"
     for run in groups[key]:
         scores = run.config.get("reference_scores")
@@ -215,7 +226,8 @@ def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey) -> tuple[fl
 
 
 def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = None,
-            fraction: float = 0.95, at_step: int = 10_000) -> dict[GroupKey, dict[str, Any]]:
+            fraction: float = 0.95, at_step: int = 10_000,
+            last: int = 1) -> dict[GroupKey, dict[str, Any]]:
     """Summarise runs per (dataset_id, actor, algo) group, one run per seed.
 
     Args:
@@ -224,25 +236,30 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
         fraction: a run reaches the target within ``1 - fraction`` of it (see
             :func:`target_threshold`).
         at_step: gradient steps after which the fraction of the target is read (Table 4).
+        last: a run's final return (and normalised score) is the mean of its last ``last``
+            evaluations (1: the last one).
 
     Returns:
         ``{(dataset_id, actor, algo): summary}`` in table order, each summary holding
-        ``dataset_id, actor, algo, env, seeds, runs`` (paths), ``final_return_mean/std``
+        ``dataset_id, actor, algo, env, seeds, runs`` (paths), ``last``,
+        ``final_return_mean/std``
         (return units), ``normalised_mean/std`` (fractions, None without scores),
         ``target``, ``target_source``, ``fraction``, ``time_to_target_s_mean/std`` (seconds,
         over the seeds that reached it), ``reached``, ``at_step``, ``fraction_at_step_mean/std``
         and ``fraction_at_step_runs`` (how many runs had an evaluation by ``at_step``).
     """
+    if last < 1:
+        raise ValueError(f"last must be >= 1 evaluation, got {last}")
     groups = _group_runs(_as_runs(run_dirs))
     result: dict[GroupKey, dict[str, Any]] = {}
     for key, runs in groups.items():
         dataset, actor, algo = key
         if target is None:
-            group_target, source = default_target(groups, key)
+            group_target, source = default_target(groups, key, last)
         else:
             group_target, source = float(target), "given"
-        finals = [r.final_return for r in runs]
-        normalised = [v for v in (r.final_normalised for r in runs) if v is not None]
+        finals = [r.final_return_over(last) for r in runs]
+        normalised = [v for v in (r.final_normalised_over(last) for r in runs) if v is not None]
         times = ([] if group_target is None else
                  [t for t in (time_to_target(r, group_target, fraction) for r in runs)
                   if t is not None])
@@ -256,7 +273,7 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
         result[key] = {
             "dataset_id": dataset, "actor": actor, "algo": algo,
             "env": runs[0].config.get("env"),
-            "seeds": len(runs), "runs": [str(r.path) for r in runs],
+            "seeds": len(runs), "runs": [str(r.path) for r in runs], "last": last,
             "final_return_mean": final_mean, "final_return_std": final_std,
             "normalised_mean": norm_mean, "normalised_std": norm_std,
             "target": group_target, "target_source": source, "fraction": fraction,

@@ -34,7 +34,8 @@ import torch
 
 from experiments.merlion.common import play, report
 from spin_data.envs.maze import actuator_motions
-from spin_train.algos.merlion import MerlionBCQ, MerlionBCQOptions
+from spin_train.algos.merlion import DISTANCE_UNITS, MerlionBCQ, MerlionBCQOptions
+from spin_train.models.merlion import TRANSITION_LOSSES
 from spin_train.data.buffer import ObservationNormaliser, PhaseData, TransitionBuffer
 from spin_train.data.cache import materialise
 from spin_train.policy.trainer import default_reward_scale, env_from_metadata
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vae-steps", type=int, default=4000, help="VAE steps (frozen phi)")
     parser.add_argument("--penalty", type=float, default=None,
                         help="MERLION's p (default: the one a run uses)")
+    parser.add_argument("--units", choices=DISTANCE_UNITS, default=None,
+                        help="where d^ is measured (default: the one a run uses)")
+    parser.add_argument("--transition-loss", choices=TRANSITION_LOSSES, default=None,
+                        help="how P^ is fitted (default: the one a run uses)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the representation's Adam rate (default: the one a run uses)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON file to write")
@@ -83,9 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
         b.rewards = b.rewards * scale
         return b
 
-    options = MerlionBCQOptions(merlion_steps=args.steps, **(
-        {} if args.penalty is None else {"merlion_penalty": args.penalty}))
+    given = {"merlion_penalty": args.penalty, "merlion_units": args.units,
+             "merlion_transition_loss": args.transition_loss, "merlion_lr": args.lr}
+    options = MerlionBCQOptions(merlion_steps=args.steps,
+                                **{k: v for k, v in given.items() if v is not None})
     algo = MerlionBCQ(cached.obs_dim, bins, options)
+    algo.set_data_scale(torch.as_tensor(norm.std), scale)  # as the trainer does
     algo.first_phase(PhaseData(sample=batch, batch_size=options.merlion_batch,
                                generator=generator, progress=False))
     for _ in range(args.vae_steps):

@@ -56,6 +56,26 @@ def weighted_log_likelihood(actor: Actor, obs: torch.Tensor, actions: torch.Tens
     return -(logp if weights is None else weights * logp).mean()
 
 
+class UpdateCounter(nn.Module):
+    """Updates done so far: saved with the weights (a resumed run goes on counting where it
+    stopped) and mirrored on the host, so schedules read it without a device sync per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        self.value = 0
+
+    def tick(self) -> int:
+        """Count one update; returns the new count."""
+        self.value += 1
+        self.count.fill_(self.value)
+        return self.value
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.value = int(self.count)
+
+
 class Learner(nn.Module):
     """What the stage-2 trainer drives, in the order it calls them:
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from spin_train.algos.base import CriticOptions, Learner, Stats, td_loss
+from spin_train.algos.base import CriticOptions, Learner, Stats, UpdateCounter, td_loss
 from spin_train.algos.bcq import BCQThresholdOptions, check_threshold
 from spin_train.data import Batch
 from spin_train.models.critics import soft_update
@@ -159,21 +159,14 @@ class DiscreteCQL(JointQLearner):
                              f">= 0, got {o.cql_td_loss!r}, {o.cql_target_every}")
         self.alpha = check_alpha(o.cql_alpha)
         self.huber, self.target_every = o.cql_td_loss == "huber", o.cql_target_every
-        # The hard-update clock: saved in the buffer, counted on the host (no sync per step).
-        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
-        self._updates = 0
-
-    def load_full_state(self, state) -> None:
-        super().load_full_state(state)
-        self._updates = int(self.updates)
+        self.updates = UpdateCounter()  # the hard-update clock
 
     def _update_target(self) -> None:
         """Polyak averaging, or every ``target_every`` updates a hard copy."""
-        self._updates += 1
-        self.updates.fill_(self._updates)
+        done = self.updates.tick()
         if not self.target_every:
             soft_update(self.q_target, self.q, self.tau)
-        elif self._updates % self.target_every == 0:
+        elif done % self.target_every == 0:
             self.q_target.load_state_dict(self.q.state_dict())
 
     def update(self, batch, generator=None) -> Stats:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from spin_train.algos.base import CriticOptions, Learner, Stats, td_loss
+from spin_train.algos.base import CriticOptions, Learner, Stats, UpdateCounter, td_loss
 from spin_train.algos.joint import check_alpha
 from spin_train.data import Batch, PhaseData
 from spin_train.models.critics import ensemble_mlp, soft_update
@@ -94,6 +94,10 @@ class MerlionCQLOptions(MerlionOptions):
         0.5, "merlion cql: weight of the conservative penalty, separate from discrete CQL's; "
              "in the critic's scaled-reward units (the paper's maze alpha on raw rewards, "
              "times --reward-scale: 1/100 on the maze)")
+    merlion_cql_bc_steps: int = option(
+        0, "merlion cql: the first N RL steps train the latent policy by behaviour cloning "
+           "(log-likelihood of the data's phi(a; s), with the entropy term), the CQL authors' "
+           "warm start; the critic trains throughout. 0: none")
 
 
 class MerlionLearner(Learner):
@@ -333,6 +337,8 @@ class MerlionCQL(MerlionLearner):
                  samples: int = 10):
         super().__init__(obs_dim, bins, options)
         self.alpha, self.samples = check_alpha(self.options.merlion_cql_alpha), samples
+        self.bc_steps = self.options.merlion_cql_bc_steps
+        self.updates = UpdateCounter()  # when the BC warm start ends
         k, h = self.latent_dim, self.hidden
         self.policy = mlp([obs_dim, h, h, 2 * k])
         self.critic = _twin_critic(obs_dim, k, h)
@@ -343,25 +349,48 @@ class MerlionCQL(MerlionLearner):
         self.critic_optimiser = torch.optim.Adam(self.critic.parameters(), lr=self.lr)
         self.entropy_optimiser = torch.optim.Adam([self.log_entropy_alpha], lr=self.lr)
 
+    def _gaussian(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy's pre-tanh mean and std, ``(B, k)`` each."""
+        mean, log_std = self.policy(obs).float().chunk(2, -1)
+        return mean, log_std.clamp(-5, 2).exp()
+
+    def _log_density(self, noise, std, squashed) -> torch.Tensor:
+        """Log-density in the box of ``centre + half * squashed``, ``squashed = tanh(mean +
+        std * noise)``, ``(B,)``: the Gaussian's, the tanh's and the box scaling's Jacobians."""
+        return (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
+                - torch.log1p(-squashed.pow(2) + 1e-6) - self._half.log()).sum(-1)
+
     def _sample(self, obs, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised tanh-Gaussian sample in the box and its log-density, ``(B, k)``
-        and ``(B,)`` (the tanh and the box scaling's Jacobians included)."""
-        mean, log_std = self.policy(obs).float().chunk(2, -1)
-        std = log_std.clamp(-5, 2).exp()
+        and ``(B,)``."""
+        mean, std = self._gaussian(obs)
         noise = torch.randn(mean.shape, device=mean.device, generator=generator)
-        pre = mean + std * noise
-        squashed = torch.tanh(pre)
-        logp = (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
-                - torch.log1p(-squashed.pow(2) + 1e-6) - self._half.log()).sum(-1)
-        return self._centre + self._half * squashed, logp
+        squashed = torch.tanh(mean + std * noise)
+        return self._centre + self._half * squashed, self._log_density(noise, std, squashed)
 
-    def _update_policy(self, obs, generator) -> Stats:
+    def log_prob(self, obs, latent) -> torch.Tensor:
+        """``log pi(e | s)`` of latents ``(B, k)`` (clipped just inside the box: the box was
+        measured on a sample of the data, so a data latent can sit on or past its edge)."""
+        mean, std = self._gaussian(obs)
+        squashed = ((latent - self._centre) / self._half).clamp(-1 + 1e-4, 1 - 1e-4)
+        return self._log_density((torch.atanh(squashed) - mean) / std, std, squashed)
+
+    def _update_policy(self, obs, generator, latent=None) -> Stats:
+        """SAC's actor step on ``min_k Q_k``, or with ``latent`` (the data's ``phi(a; s)``) the
+        BC warm start: ``alpha log pi(e~|s) - log pi(e_data|s)``."""
         with self._autocast():
-            latent, logp = self._sample(obs, generator)
+            sampled, logp = self._sample(obs, generator)
             ent_alpha = self.log_entropy_alpha.exp().detach()
-            loss = (ent_alpha * logp - _q(self.critic, obs, latent).amin(0)).mean()
+            fit = (_q(self.critic, obs, sampled).amin(0) if latent is None
+                   else self.log_prob(obs, latent))
+            loss = (ent_alpha * logp - fit).mean()
         self._step(self.actor_optimiser, loss)
-        alpha_loss = -(self.log_entropy_alpha * (logp.detach() + self.target_entropy)).mean()
+        # SAC's target -k is for actions in [-1, 1]^k: it is applied to the density in those
+        # coordinates (logp + sum log half), so that it does not depend on the box's size. On
+        # the box's own density, a box narrower than 2 x e^-1 per side could not reach it and
+        # alpha grew without bound; a wide one (raw units) made the policy near-deterministic.
+        unit_logp = logp.detach() + self._half.log().sum()
+        alpha_loss = -(self.log_entropy_alpha * (unit_logp + self.target_entropy)).mean()
         self._step(self.entropy_optimiser, alpha_loss)
         return {"actor_loss": loss.detach(), "entropy_alpha": ent_alpha}
 
@@ -398,7 +427,9 @@ class MerlionCQL(MerlionLearner):
 
     def update(self, batch, generator=None) -> Stats:
         latent = self.latent(batch.observations, batch.actions)
-        stats = self._update_policy(batch.observations, generator)
+        warm_start = self.updates.tick() <= self.bc_steps
+        stats = self._update_policy(batch.observations, generator,
+                                    latent if warm_start else None)
         stats |= self._update_q(batch, latent, generator)
         soft_update(self.critic_target, self.critic, self.tau)
         return stats

@@ -95,7 +95,8 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_cql_alpha",
-                     "cql_target_every", "merlion_penalty", "merlion_prior_clip"):
+                     "cql_target_every", "merlion_penalty", "merlion_prior_clip",
+                     "merlion_cql_bc_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name, accepted in CHOICES.items():
