@@ -212,6 +212,7 @@ datasets:
     (GOOD_HEAD + "colour: red\n", 7, ["unknown key 'colour' in the pipeline"]),
     (GOOD_HEAD + "report:\n  score_scale: x100\n", 8,
      ["report: score_scale must be one of fraction, percent, got 'x100'"]),
+    (GOOD_HEAD + "report:\n  last_evaluations: 0\n", 8, ["report: last_evaluations"]),
     ("name: bad\ndatasets:\n  rand:\n    recipe: broken.yaml\n", 4,
      ["dataset 'rand': invalid recipe: ", "broken.yaml:3: not valid YAML"]),
 ])

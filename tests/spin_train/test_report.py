@@ -10,9 +10,11 @@ import math
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from spin_data.collect import run_episode
 from spin_data.envs import make_env, normalised_score
+from spin_train.cli import main as spin_train_main
 from spin_train.policy.evaluate import EvalResult, env_make_kwargs, evaluate, reference_bins
 from spin_train.report import (compare, format_table, load_run, plot_learning_curves, plot_run,
                                return_at_step, target_threshold, time_to_target, write_csv)
@@ -322,6 +324,26 @@ def test_compare_with_a_given_target_and_step(runs):
     assert spin["fraction_at_step_mean"] == pytest.approx((400 + 100) / 2 / 500)  # s1 at step 0
     maze = result[("maze-me", "saint", "iql")]
     assert maze["reached"] == 0 and maze["fraction_at_step_mean"] == pytest.approx(-7.5 / 500)
+
+
+def test_compare_averages_the_last_evaluations_when_asked(runs, tmp_path):
+    result = compare(runs, last=2)
+    factored = result[("cheetah-me", "factored", "iql")]
+    # Last two evaluations: (434 + 600) / 2, (496 + 640) / 2, (620 + 620) / 2.
+    finals = [517.0, 568.0, 620.0]
+    assert factored["last"] == 2 and factored["final_return_mean"] == pytest.approx(
+        np.mean(finals))
+    assert factored["target"] == pytest.approx(np.mean(finals))  # F-IQL's, averaged alike
+    assert result[("maze-me", "saint", "iql")]["final_return_mean"] == pytest.approx(21.25)
+    everything = compare(runs, last=99)  # more than a run has: all of its evaluations
+    assert everything[("maze-me", "saint", "iql")]["final_return_mean"] == pytest.approx(21.25)
+    with pytest.raises(ValueError, match="last must be >= 1 evaluation, got 0"):
+        compare(runs, last=0)
+    res = CliRunner().invoke(spin_train_main, ["compare", *map(str, runs), "--last", "2",
+                                               "--plot", str(tmp_path / "c.png")])
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if " factored " in line)
+    assert f"{np.mean(finals):.2f} ± {np.std(finals):.2f}" in row
 
 
 def test_format_table_and_csv(runs, tmp_path):
