@@ -100,11 +100,16 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:
-    """``results/<name>-<host>-<time>.json``, with the machine description if not given."""
+    """``results/<name>-<host>-<time>.json``, with the machine description if not given; a copy
+    also goes into the folder ``$SPIN_BENCHMARK_COPY_TO`` names, when set (``gpu_check.sh``
+    gathers its parts' results in the one folder a GPU machine sends back)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"{name}-{socket.gethostname()}-{stamp}.json"
     path.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2))
+    if copy_to := os.environ.get("SPIN_BENCHMARK_COPY_TO"):
+        Path(copy_to).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, Path(copy_to) / path.name)
     return path
 
 
