@@ -154,6 +154,14 @@ def main() -> None:
     if any(CANDIDATES[n][1] == "sbx" for n in names) and not learners.sbx_installed():
         parser.error("sbx candidates need the JAX learners: pip install -e '.[sbx]'")
     learners.pin_threads()
+    # The devices JAX trains the sbx candidates on: it takes a GPU whenever its CUDA plugin is
+    # installed, and a steps/s figure means little without knowing which.
+    jax_devices = None
+    if any(CANDIDATES[n][1] == "sbx" for n in names):
+        import jax
+
+        jax_devices = [str(d) for d in jax.devices()]
+        print(f"JAX devices: {', '.join(jax_devices)}", flush=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[dict] = []
     # Seeds outermost, candidates inner: drift of a shared host touches every candidate.
@@ -170,7 +178,8 @@ def main() -> None:
         print(f"{name:<12} {t['steps_per_s_min']:>11.0f} {t['steps_per_s_median']:>8.0f} "
               f"{speedup:>9.2f} {t['final_return_median']:>10.1f} {t['wall_s_median'] / 60:>9.1f}")
     path = write_results(f"behaviour-{args.env}", {"args": vars(args), "summary": table,
-                                                     "rows": rows, "note": args.note})
+                                                     "rows": rows, "note": args.note,
+                                                     "jax_devices": jax_devices})
     with open(path.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
