@@ -55,6 +55,9 @@ class ActorOptions:
     saint_dropout: float = option(
         0.0, "saint: dropout in its Transformer while it trains (0 = as SPIN's frozen trunk, "
              "which runs in eval mode; the reference code's SAINT: 0.1)")
+    query_init: str = option(
+        "small", "spin/saint: starting queries: small (N(0, 0.02^2)), normal (N(0, 1), the "
+                 "reference code's) or mask (the ASM's mask-token embeddings)")
 
     def saint_config(self, obs_dim: int, bins: tuple[int, ...]) -> ASMConfig:
         """SAINT's Transformer sizes as an ASM config (which checks them)."""
@@ -112,9 +115,11 @@ class QueryActor(Actor):
     """``spin`` (frozen pre-trained trunk) and ``saint`` (fresh trunk, all trained): N queries
     through the Transformer, then per-dimension MLP heads (Linear(d,128)-GELU-Linear)."""
 
-    def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int = 128):
+    def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int = 128,
+                 query_init: str = ActorOptions.query_init):
         super().__init__()
-        self.net = QueriedTrunk(asm, freeze=freeze, head_hidden=head_hidden)
+        self.net = QueriedTrunk(asm, freeze=freeze, head_hidden=head_hidden,
+                                query_init=query_init)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
@@ -289,7 +294,8 @@ class AutoregressiveActor(Actor):
 def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
                asm: ActionStructureModel | None = None,
                asm_config: ASMConfig | None = None,
-               distill_steps: int = ActorOptions.distill_steps) -> Actor:
+               distill_steps: int = ActorOptions.distill_steps,
+               query_init: str = ActorOptions.query_init) -> Actor:
     """Build an actor. ``spin`` and ``distill`` need the pre-trained ``asm`` (frozen here);
     ``saint`` builds a fresh ASM from ``asm_config`` (same sizes as SPIN's by default)."""
     if kind not in ACTORS:
@@ -297,12 +303,12 @@ def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
     if kind in ("spin", "distill") and asm is None:
         raise ValueError(f"the {kind} actor needs a pre-trained ASM (--asm)")
     if kind == "spin":
-        return QueryActor(asm, freeze=True)
+        return QueryActor(asm, freeze=True, query_init=query_init)
     if kind == "distill":
         return DistilledActor(asm, steps=distill_steps)
     if kind == "saint":
         config = asm_config or ASMConfig(obs_dim=obs_dim, bins=bins)
-        return QueryActor(ActionStructureModel(config), freeze=False)
+        return QueryActor(ActionStructureModel(config), freeze=False, query_init=query_init)
     if kind == "factored":
         return FactoredActor(obs_dim, bins)
     return AutoregressiveActor(obs_dim, bins)

@@ -128,6 +128,27 @@ class ActionStructureModel(nn.Module):
         return self.heads(self.embed(obs, tokens))
 
 
+#: How :class:`QueriedTrunk` starts its queries (see :func:`initial_queries`).
+QUERY_INITS = ("small", "normal", "mask")
+
+
+def initial_queries(asm: ActionStructureModel, how: str) -> torch.Tensor:
+    """The N starting queries, ``(N, d)``: ``small`` N(0, 0.02^2) (a common Transformer init,
+    50x below the ASM's token embeddings: the frozen trunk then sees inputs unlike any it was
+    trained on), ``normal`` N(0, 1) (the reference code's: the embeddings' scale) or ``mask``
+    (the ASM's own mask-token embeddings: the trunk starts from the features of the fully
+    masked tuple, i.e. its state-only prediction of the action)."""
+    c = asm.config
+    if how == "small":
+        return torch.randn(c.n_dims, c.d_model) * 0.02
+    if how == "normal":
+        return torch.randn(c.n_dims, c.d_model)
+    if how == "mask":
+        with torch.no_grad():
+            return asm.action_tokens(asm.mask_ids).detach().clone()
+    raise ValueError(f"query_init must be one of {', '.join(QUERY_INITS)}, got {how!r}")
+
+
 class QueriedTrunk(nn.Module):
     """``f_ASM(s, Q)`` with N learnable queries in place of the action tokens, plus new
     per-dimension heads: the probe (linear heads), SPIN's policy (frozen trunk) and SAINT's
@@ -140,12 +161,12 @@ class QueriedTrunk(nn.Module):
     """
 
     def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int | None = 128,
-                 head_dropout: float = 0.0):
+                 head_dropout: float = 0.0, query_init: str = "small"):
         super().__init__()
         c = asm.config
         self.asm = asm
         self.freeze = freeze
-        self.queries = nn.Parameter(torch.randn(c.n_dims, c.d_model) * 0.02)
+        self.queries = nn.Parameter(initial_queries(asm, query_init))
         self.heads = SlotHeads(c.bins, c.d_model, head_hidden, head_dropout)
         if freeze:
             for p in asm.parameters():

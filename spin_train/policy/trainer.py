@@ -31,7 +31,7 @@ from spin_train.algos import (JOINT_ACTORS, AWACOptions, BCQOptions, DiscreteBCQ
 from spin_train.data import (ObservationNormaliser, PhaseData, TransitionBuffer, check_compatible,
                              check_env, materialise)
 from spin_train.device import autocast, maybe_compile, resolve_device, rng_state, set_rng_state
-from spin_train.models.asm import ActionStructureModel
+from spin_train.models.asm import QUERY_INITS, ActionStructureModel
 from spin_train.models.actors import ACTORS, ActorOptions, make_actor
 from spin_train.algos.joint import TD_LOSSES
 from spin_train.algos.merlion import DISTANCE_UNITS
@@ -46,7 +46,7 @@ from spin_train.runs import MetricsLog, prepare_run_dir, read_metrics, save_chec
 NEEDS_ASM = ("spin", "distill")
 #: The settings that name one of a few choices (the CLI lists them).
 CHOICES = {"merlion_transition_loss": TRANSITION_LOSSES, "merlion_units": DISTANCE_UNITS,
-           "cql_td_loss": TD_LOSSES}
+           "cql_td_loss": TD_LOSSES, "query_init": QUERY_INITS}
 #: Every ``--actor``: the factored actors, then those over the enumerated joint action set.
 POLICY_ACTORS = ACTORS + tuple(JOINT_ACTORS)
 
@@ -172,7 +172,7 @@ def build_learner(cfg: PolicyConfig, obs_dim: int, bins: tuple[int, ...],
         return cls(obs_dim, bins, options)
     actor = make_actor(cfg.actor, obs_dim=obs_dim, bins=bins, asm=asm,
                        asm_config=cfg.saint_config(obs_dim, bins),
-                       distill_steps=cfg.distill_steps)
+                       distill_steps=cfg.distill_steps, query_init=cfg.query_init)
     return cls(actor, obs_dim, bins, options)
 
 
