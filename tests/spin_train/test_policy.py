@@ -303,6 +303,33 @@ def test_policy_on_cuda(maze_medium_expert, maze_asm, tmp_path):
     assert np.isfinite(result.final["q_loss"]) and result.final["eval_normalised"] > 0.5
 
 
+def test_queries_start_at_the_scale_asked_for():
+    """``--query-init``: small N(0, 0.02^2) (the default so far, drawn as before), normal
+    N(0, 1) (the reference code's) and mask (the ASM's mask-token embeddings, so that the
+    trunk starts from the fully masked tuple's features); the option reaches the built actor."""
+    from spin_train.models.asm import initial_queries
+    from spin_train.policy.trainer import build_learner
+
+    cfg = ASMConfig(obs_dim=4, bins=(3, 3, 3, 3), d_model=64, n_heads=2, n_layers=1)
+    torch.manual_seed(0)
+    asm = ActionStructureModel(cfg)
+    torch.manual_seed(1)
+    small = initial_queries(asm, "small")
+    torch.manual_seed(1)
+    assert torch.equal(small, torch.randn(4, 64) * 0.02)  # the earlier init, draw for draw
+    assert 0.8 < float(initial_queries(asm, "normal").std()) < 1.2
+    spin = make_actor("spin", obs_dim=4, bins=(3, 3, 3, 3), asm=asm, query_init="mask")
+    obs = torch.randn(16, 4)
+    with torch.no_grad():
+        masked = asm.embed(obs, asm.mask_ids.expand(16, -1))
+        torch.testing.assert_close(spin.net.embeddings(obs), masked, rtol=0, atol=0)
+    learner = build_learner(PolicyConfig(dataset="x", actor="spin", asm="a",
+                                         query_init="normal"), 4, (3, 3, 3, 3), asm)
+    assert float(learner.actor.net.queries.std()) > 0.5
+    with pytest.raises(ValueError, match="query_init must be one of small, normal, mask"):
+        PolicyConfig(dataset="x", actor="spin", asm="a", query_init="zeros")
+
+
 def test_a_frozen_trunk_runs_without_dropout_while_saint_uses_its_own():
     """SPIN's frozen trunk stays in eval mode in a training actor (its ASM has dropout 0.5 here,
     so any leak would make two passes differ); SAINT's fresh trunk applies its dropout."""
