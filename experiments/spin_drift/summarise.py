@@ -1,0 +1,92 @@
+"""Summarise a pipeline's policy groups side by side: each group's mean curve over seeds, its
+peak, and its end (the mean of each run's last N evaluations).
+
+``spin-train compare`` groups runs by (dataset, actor, algo), so groups of one pipeline that
+differ only in a setting (here SPIN's ``query_init``) would merge; this keeps them apart by the
+pipeline's group name (the run directory's prefix).
+
+    python -m experiments.spin_drift.summarise PIPELINE_OUT [--groups small normal mask]
+        [--last 4] [--out experiments/spin_drift/results/query-init]
+
+Writes ``summary.csv`` (one row per group), ``curves.csv`` (mean and std over seeds at every
+evaluated step) and ``curves.png``; prints the summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from spin_data.text import align_rows
+from spin_train.report import load_run
+
+
+def group_runs(out: Path, group: str) -> list:
+    """The finished or running policy runs of ``group`` under a pipeline's output root."""
+    return [load_run(d) for d in sorted((out / "policy").glob(f"{group}-*"))
+            if (d / "metrics.jsonl").is_file()]
+
+
+def summarise(runs: list, last: int) -> dict:
+    """Peak and end of a group's mean curve over seeds (steps every run has reached)."""
+    common = sorted(set.intersection(*(set(r.steps.tolist()) for r in runs)))
+    curves = np.array([[r.returns[list(r.steps).index(s)] for s in common] for r in runs])
+    mean = curves.mean(0)
+    peak = int(np.argmax(mean))
+    ends = [r.final_return_over(last) for r in runs]
+    return {"seeds": len(runs), "last_step": common[-1], "peak_return": float(mean[peak]),
+            "peak_step": common[peak], "end_mean": float(np.mean(ends)),
+            "end_std": float(np.std(ends)), "steps": common, "mean": mean,
+            "std": curves.std(0)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("pipeline_out", type=Path)
+    parser.add_argument("--groups", nargs="+", default=["small", "normal", "mask"])
+    parser.add_argument("--last", type=int, default=4, help="evaluations averaged for the end")
+    parser.add_argument("--out", type=Path, default=None, help="folder for CSV and PNG")
+    args = parser.parse_args(argv)
+    found = {g: summarise(runs, args.last) for g in args.groups
+             if (runs := group_runs(args.pipeline_out, g))}
+    if not found:
+        parser.error(f"no runs of {', '.join(args.groups)} under {args.pipeline_out}/policy")
+    header = ["group", "seeds", "evaluated to", "peak (mean over seeds)", "at step",
+              f"end: mean of last {args.last} evals"]
+    rows = [header] + [[g, str(s["seeds"]), f"{s['last_step']:,}", f"{s['peak_return']:.1f}",
+                        f"{s['peak_step']:,}", f"{s['end_mean']:.1f} ± {s['end_std']:.1f}"]
+                       for g, s in found.items()]
+    print(align_rows(rows, left={0}))
+    if args.out is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "summary.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    with open(args.out / "curves.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "step", "return_mean", "return_std", "seeds"])
+        for g, s in found.items():
+            for step, m, sd in zip(s["steps"], s["mean"], s["std"]):
+                writer.writerow([g, step, f"{m:.3f}", f"{sd:.3f}", s["seeds"]])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for g, s in found.items():
+        ax.plot(s["steps"], s["mean"], label=f"{g} ({s['seeds']} seeds)")
+        ax.fill_between(s["steps"], s["mean"] - s["std"], s["mean"] + s["std"], alpha=0.2)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("evaluation return (mean ± std over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "curves.png", dpi=120)
+    print(f"wrote {args.out}/summary.csv, curves.csv, curves.png")
+
+
+if __name__ == "__main__":
+    main()
