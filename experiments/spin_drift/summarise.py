@@ -22,12 +22,27 @@ import numpy as np
 
 from spin_data.text import align_rows
 from spin_train.report import load_run
+from spin_train.runs import read_metrics
+
+#: Training statistics written beside the curves (mean over seeds at each logged step): the
+#: critic's level and the mean advantage weight tell a drifting critic from a drifting actor.
+STATS = ("q_mean", "adv_weight", "actor_loss")
 
 
 def group_runs(out: Path, group: str) -> list:
     """The finished or running policy runs of ``group`` under a pipeline's output root."""
     return [load_run(d) for d in sorted((out / "policy").glob(f"{group}-*"))
             if (d / "metrics.jsonl").is_file()]
+
+
+def merged_rows(run_dir: Path) -> dict[int, dict]:
+    """A run's metrics rows by step, the rows of one step merged (training statistics and the
+    evaluation may be logged apart)."""
+    by_step: dict[int, dict] = {}
+    for row in read_metrics(run_dir):
+        if row.get("step") is not None:
+            by_step.setdefault(int(row["step"]), {}).update(row)
+    return by_step
 
 
 def summarise(runs: list, last: int) -> dict:
@@ -37,10 +52,14 @@ def summarise(runs: list, last: int) -> dict:
     mean = curves.mean(0)
     peak = int(np.argmax(mean))
     ends = [r.final_return_over(last) for r in runs]
+    logged = [merged_rows(r.path) for r in runs]
+    stats = {k: [np.mean(values) if (values := [m[s][k] for m in logged
+                                                  if s in m and m[s].get(k) is not None])
+                 else float("nan") for s in common] for k in STATS}
     return {"seeds": len(runs), "last_step": common[-1], "peak_return": float(mean[peak]),
             "peak_step": common[peak], "end_mean": float(np.mean(ends)),
             "end_std": float(np.std(ends)), "steps": common, "mean": mean,
-            "std": curves.std(0)}
+            "std": curves.std(0), "stats": stats}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,10 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         csv.writer(handle).writerows(rows)
     with open(args.out / "curves.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["group", "step", "return_mean", "return_std", "seeds"])
+        writer.writerow(["group", "step", "return_mean", "return_std", "seeds", *STATS])
         for g, s in found.items():
-            for step, m, sd in zip(s["steps"], s["mean"], s["std"]):
-                writer.writerow([g, step, f"{m:.3f}", f"{sd:.3f}", s["seeds"]])
+            for i, (step, m, sd) in enumerate(zip(s["steps"], s["mean"], s["std"])):
+                writer.writerow([g, step, f"{m:.3f}", f"{sd:.3f}", s["seeds"],
+                                 *(f"{s['stats'][k][i]:.4f}" for k in STATS)])
     fig, ax = plt.subplots(figsize=(7, 4))
     for g, s in found.items():
         ax.plot(s["steps"], s["mean"], label=f"{g} ({s['seeds']} seeds)")
