@@ -165,8 +165,8 @@ def card_markdown(ds: Dataset, *, license: str | None = None, location: str | No
                         else "") + ":")
         lines.append("")
         for source, p in behaviour["policies"].items():
-            where = f" `{p['checkpoint']}`," if p.get("checkpoint") else ""
-            lines.append(f"- {source}: step {p['step']:,},{where} checkpoint sha256 "
+            file = f" `{p['checkpoint']}`," if p.get("checkpoint") else ""
+            lines.append(f"- {source}: step {p['step']:,},{file} checkpoint sha256 "
                          f"`{p.get('checkpoint_sha256', '?')}`")
         lines.append("")
     selection = d["action_selection"]

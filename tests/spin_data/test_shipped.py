@@ -80,7 +80,12 @@ def test_generate_remakes_the_dataset_from_shipped_policies_without_training(
     assert behaviour["checkpoints_from"] == f"shipped: {catalog.name}/ladders/{shipped.name}"
     assert {s: p["checkpoint_sha256"] for s, p in behaviour["policies"].items()} == {
         s: p["checkpoint_sha256"] for s, p in picks.items()}
-    assert "shipped:" in (tmp_path / "remade" / "README.md").read_text()
+    card = (tmp_path / "remade" / "README.md").read_text()
+    assert "shipped:" in card
+    # The card's usage snippets open this store: a checkpoint line of the behaviour section
+    # once overwrote the location they print.
+    assert f"ds = open_dataset({str(remade.location)!r})" in card
+    assert f"step-{picks['expert']['step']}.safetensors" in card
 
     # A tampered shipped checkpoint is refused with both hashes; nothing is generated.
     expert = shipped / ladder.expert().checkpoint

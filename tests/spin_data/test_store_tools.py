@@ -547,6 +547,11 @@ def test_card_writes_a_readme_and_a_valid_croissant_file_beside_the_store(stores
     assert (f"| medium | 4 | {stats['mean']:.2f} | {stats['std']:.2f} | {stats['min']:.2f} | "
             f"{stats['max']:.2f} | {norm:.3f} |") in text
     assert f"`{checksum}`" in text and "minari.load_dataset('spin/maze-5-2bins/" in text
+    # The usage snippets open this store (a behaviour line once overwrote the location).
+    where = str(ds.location)
+    assert f"ds = open_dataset({where!r})" in text
+    assert f"g = zarr.open_group({where!r}, mode='r')" in text
+    assert f"spin-data export {where} --format minari" in text
 
     doc = json.loads(doc_path.read_text())
     jsonschema.validate(doc, CROISSANT_SCHEMA)
