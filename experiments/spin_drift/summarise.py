@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from spin_data.text import align_rows
-from spin_train.report import load_run
+from spin_train.report import group_curve, load_run
 from spin_train.runs import read_metrics
 
 #: Training statistics written beside the curves (mean over seeds at each logged step): the
@@ -47,11 +47,12 @@ def merged_rows(run_dir: Path) -> dict[int, dict]:
 
 def summarise(runs: list, last: int) -> dict:
     """Peak and end of a group's mean curve over seeds (steps every run has reached)."""
-    common = sorted(set.intersection(*(set(r.steps.tolist()) for r in runs)))
-    curves = np.array([[r.returns[list(r.steps).index(s)] for s in common] for r in runs])
-    mean = curves.mean(0)
+    curve = group_curve(runs)
+    every = curve["n"] == len(runs)
+    common = [int(s) for s in curve["steps"][every]]
+    mean, std = curve["mean"][every], curve["std"][every]
     peak = int(np.argmax(mean))
-    ends = [r.final_return_over(last) for r in runs]
+    ends = [r.final_return(last) for r in runs]
     logged = [merged_rows(r.path) for r in runs]
     stats = {k: [np.mean(values) if (values := [m[s][k] for m in logged
                                                   if s in m and m[s].get(k) is not None])
@@ -59,7 +60,7 @@ def summarise(runs: list, last: int) -> dict:
     return {"seeds": len(runs), "last_step": common[-1], "peak_return": float(mean[peak]),
             "peak_step": common[peak], "end_mean": float(np.mean(ends)),
             "end_std": float(np.std(ends)), "steps": common, "mean": mean,
-            "std": curves.std(0), "stats": stats}
+            "std": std, "stats": stats}
 
 
 def main(argv: list[str] | None = None) -> None:
