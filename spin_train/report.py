@@ -70,23 +70,14 @@ class Run:
         return (str(self.config["dataset_id"]), str(self.config["actor"]),
                 str(self.config["algo"]))
 
-    @property
-    def final_return(self) -> float:
-        """Mean evaluation return of the last evaluation."""
-        return self.final_return_over(1)
-
-    @property
-    def final_normalised(self) -> float | None:
-        """Normalised score of the last evaluation, or None if the run logged none."""
-        return self.final_normalised_over(1)
-
-    def final_return_over(self, last: int) -> float:
-        """Mean of the last ``last`` evaluations' mean returns (all of them if fewer): one
-        evaluation of a few episodes swings too much to stand for a run's end."""
+    def final_return(self, last: int = 1) -> float:
+        """Mean of the last ``last`` evaluations' mean returns (all of them if fewer; 1: the
+        last evaluation): one evaluation of a few episodes swings too much to stand for a
+        run's end."""
         return float(self.returns[-last:].mean())
 
-    def final_normalised_over(self, last: int) -> float | None:
-        """:meth:`final_return_over` for normalised scores; None if the run logged none."""
+    def final_normalised(self, last: int = 1) -> float | None:
+        """:meth:`final_return` for normalised scores; None if the run logged none."""
         value = float(self.normalised[-last:].mean())
         return None if math.isnan(value) else value
 
@@ -216,7 +207,7 @@ def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey,
     dataset, _, algo = key
     factored = groups.get((dataset, TARGET_ACTOR, algo))
     if factored:
-        mean = float(np.mean([r.final_return_over(last) for r in factored]))
+        mean = float(np.mean([r.final_return(last) for r in factored]))
         return mean, f"{TARGET_ACTOR}-{algo} final ({len(factored)} seeds)"
     for run in groups[key]:
         scores = run.config.get("reference_scores")
@@ -258,8 +249,8 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
             group_target, source = default_target(groups, key, last)
         else:
             group_target, source = float(target), "given"
-        finals = [r.final_return_over(last) for r in runs]
-        normalised = [v for v in (r.final_normalised_over(last) for r in runs) if v is not None]
+        finals = [r.final_return(last) for r in runs]
+        normalised = [v for v in (r.final_normalised(last) for r in runs) if v is not None]
         times = ([] if group_target is None else
                  [t for t in (time_to_target(r, group_target, fraction) for r in runs)
                   if t is not None])

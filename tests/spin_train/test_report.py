@@ -193,8 +193,8 @@ def test_load_run_skips_training_rows_and_keeps_the_latest_evaluation(tmp_path):
     np.testing.assert_array_equal(run.returns, [1.0, 2.5, 3.0])
     np.testing.assert_array_equal(run.wall_clock, [60.0, 95.0, 120.0])
     assert np.isnan(run.returns_std[1]) and run.returns_std[0] == 2.0
-    assert np.isnan(run.normalised).all() and run.final_normalised is None
-    assert run.key == ("cheetah-me", "spin", "iql") and run.final_return == 3.0
+    assert np.isnan(run.normalised).all() and run.final_normalised() is None
+    assert run.key == ("cheetah-me", "spin", "iql") and run.final_return() == 3.0
 
 
 def test_load_run_refuses_other_directories(tmp_path):
