@@ -286,8 +286,11 @@ class _Builder:
 
     def report(self) -> None:
         spec = self.p.report
-        groups = [r.name for r in spec.policies] if spec.policies else list(self.p.policies)
+        targets = [r.name for r in spec.target_policies or ()]
+        groups = ([r.name for r in spec.policies] if spec.policies
+                  else [g for g in self.p.policies if g not in targets])
         runs = [n for g in groups for n in self.group_steps[g]]
+        target_runs = [n for g in targets for n in self.group_steps[g]]
         if not runs:
             return
         from spin_data.recipe import Recipe
@@ -303,6 +306,8 @@ class _Builder:
                   "last_evaluations": spec.last_evaluations}
         if spec.score_scale != "fraction":  # absent by default: older reports keep their id
             params["score_scale"] = spec.score_scale
+        if target_runs:  # likewise
+            params["target_runs"] = target_runs
         paper_rows = None
         if spec.paper:
             from pipelines.paper import load_paper_tables
@@ -311,9 +316,11 @@ class _Builder:
         self.add("report", "report",
                  params=params | {"runs": datasets, "pipeline_file": str(self.p.path),
                                   "all_steps": [], "description": self.p.description},
-                 identity_params=params | {"paper_numbers": paper_rows}, inputs=tuple(runs),
+                 identity_params=params | {"paper_numbers": paper_rows},
+                 inputs=tuple(runs) + tuple(target_runs),
                  resources={"cpus": 1.0, "gpus": 0.0},
                  summary=f"compare {len(runs)} policy runs: table, CSV, learning curves"
+                         + (f", targets from {len(target_runs)} runs" if target_runs else "")
                          + (f", paper {spec.paper}" if spec.paper else ""),
                  work={}, line=spec.line)
 

@@ -90,9 +90,11 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
     out = Path(payload["dir"])
     runs = {n: payload["inputs"][n]["dir"] for n in params["runs"]}
     by_dir = {d: params["runs"][n] for n, d in runs.items()}
+    target_dirs = [payload["inputs"][n]["dir"] for n in params.get("target_runs", ())]
     result = report.compare(list(runs.values()), target=params["target"],
                             fraction=params["fraction"], at_step=params["at_step"],
-                            last=params.get("last_evaluations", 1))
+                            last=params.get("last_evaluations", 1),
+                            target_runs=target_dirs or None)
     for g in result.values():  # which dataset of the pipeline each group is (for the paper)
         g.update(by_dir[g["runs"][0]])
     csv_path = report.write_csv(result, out / "report.csv")
@@ -120,10 +122,22 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
              f"- time to target: wall-clock minutes to the first evaluation within "
              f"{100 * (1 - params['fraction']):.0f}% of the target (SPIN and SPIN-Distill "
              "include pre-training); (k/n): seeds that reached it;",
-             "- target used: F-IQL's mean final return on the same dataset unless the file "
-             "sets one (else the reference expert score).", "",
+             "- target used: F-IQL's mean final return on the same dataset "
+             + ("in the target runs below" if target_dirs else "")
+             + " unless the file sets one (else the reference expert score).", "",
              f"Learning curves: `{png_path}` (mean ± std over seeds, by gradient steps and by "
              "wall-clock minutes).  ", f"Table as CSV: `{csv_path}`.", ""]
+    if target_dirs:
+        target_result = report.compare(target_dirs, fraction=params["fraction"],
+                                       at_step=params["at_step"],
+                                       last=params.get("last_evaluations", 1))
+        target_png = report.plot_learning_curves(target_dirs, out / "target_curves.png",
+                                                 title="Target runs")
+        text += ["## Target runs", "",
+                 "The runs whose F-IQL final return is each dataset's target above (trained "
+                 "apart, e.g. to F-IQL's asymptote):", "", "```text",
+                 results_table(target_result, scale), "```", "",
+                 f"Their learning curves: `{target_png}`.", ""]
     if params.get("paper"):
         text += ["## Against the paper", "", "```text",
                  compare_with_paper(params["paper"], result.values(), _setting(runs.values())),
@@ -137,5 +151,8 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
     summary = {"results": [{k: v for k, v in g.items()} for g in result.values()],
                "steps": time_rows, "paper": params.get("paper")}
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return {"report": str(md_path), "csv": str(csv_path), "png": str(png_path),
-            "json": str(out / "report.json"), "table": table}
+    written = {"report": str(md_path), "csv": str(csv_path), "png": str(png_path),
+               "json": str(out / "report.json"), "table": table}
+    if target_dirs:
+        written["target_png"] = str(out / "target_curves.png")
+    return written

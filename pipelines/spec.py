@@ -84,6 +84,9 @@ class ReportSpec:
     target: float | None = None
     paper: str | None = None  # a table of pipelines/paper_numbers.yaml
     policies: list[Ref] | None = None  # policy groups to report (default: all)
+    # Policy groups whose F-IQL (factored) runs set each dataset's target instead of the
+    # reported groups' own: F-IQL trained to its asymptote for Table 4's denominator.
+    target_policies: list[Ref] | None = None
     score_scale: str = "fraction"  # normalised scores as fractions or "percent" (0-100)
     line: int = 0
 

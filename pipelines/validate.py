@@ -372,7 +372,7 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
 
     entry = check.mapping(entry, "report", line)
     check.keys(entry, ("title", "fraction", "at_step", "target", "paper", "policies",
-                       "score_scale", "last_evaluations"), "report")
+                       "target_policies", "score_scale", "last_evaluations"), "report")
     spec = ReportSpec(line=entry.line)
     if "title" in entry:
         spec.title = str(entry["title"])
@@ -409,6 +409,13 @@ def _report(check: _Checker, entry: Any, line: int) -> ReportSpec:
     if "policies" in entry:
         spec.policies = check.names(entry["policies"], "report: policies",
                                     entry.line_of("policies"))
+    if "target_policies" in entry:
+        if spec.target is not None:
+            raise check.fail("report: give either target (one return for every group) or "
+                             "target_policies (groups whose F-IQL runs set each dataset's), "
+                             "not both", entry.line_of("target_policies"))
+        spec.target_policies = check.names(entry["target_policies"], "report: target_policies",
+                                           entry.line_of("target_policies"))
     return spec
 
 
@@ -546,3 +553,12 @@ def _check_references(check: _Checker, pipeline: Pipeline) -> None:
     if pipeline.report.policies:
         for ref in pipeline.report.policies:
             need(ref, ("policy",), "report: policies")
+    # Target groups are left out of the reported ones by default; listed in both, their F-IQL
+    # runs would be averaged with the reported F-IQL runs of the same dataset.
+    reported = {r.name for r in pipeline.report.policies or ()}
+    for ref in pipeline.report.target_policies or ():
+        need(ref, ("policy",), "report: target_policies")
+        if ref.name in reported:
+            raise check.fail(f"report: group {ref.name!r} is in both policies and "
+                             "target_policies; a group either sets the targets or is compared",
+                             ref.line)

@@ -136,6 +136,10 @@ def policy(**kwargs: Any) -> None:
 @click.option("--target", type=float, default=None,
               help="target return; default: the mean final return of the factored runs of the "
                    "same dataset and algo (the paper's F-IQL target), else the reference expert")
+@click.option("--target-from", "target_from", multiple=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="a run directory (repeatable) whose factored runs set the targets instead of "
+                   "the compared ones, e.g. F-IQL trained to its asymptote for Table 4")
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.95,
               show_default=True, help="time to target = first evaluation >= fraction * target")
 @click.option("--at-step", type=click.IntRange(min=1), default=10_000, show_default=True,
@@ -149,15 +153,16 @@ def policy(**kwargs: Any) -> None:
 @click.option("--scale", type=click.Choice(SCORE_SCALES), default="fraction",
               show_default=True,
               help="normalised scores as fractions (1 = expert) or x100 (D4RL/CORL's 0-100)")
-def compare(run_dirs: tuple[str, ...], target: float | None, fraction: float, at_step: int,
-            last: int, plot_path: str | None, csv_path: str | None, scale: str) -> None:
+def compare(run_dirs: tuple[str, ...], target: float | None, target_from: tuple[str, ...],
+            fraction: float, at_step: int, last: int, plot_path: str | None,
+            csv_path: str | None, scale: str) -> None:
     """Compare stage-2 runs: final return (mean +- std over seeds), time to target, fraction of
     the target after --at-step steps (paper Table 4), and their learning curves on one figure."""
     from spin_train import report
 
     with _run_errors():
         result = report.compare(run_dirs, target=target, fraction=fraction, at_step=at_step,
-                                last=last)
+                                last=last, target_runs=target_from or None)
         click.echo(report.format_table(result, scale))
         png = report.plot_learning_curves(run_dirs, plot_path or "compare.png")
         click.echo(f"learning curves: {png}")

@@ -196,19 +196,23 @@ def _group_runs(runs: list[Run]) -> dict[GroupKey, list[Run]]:
 
 
 def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey,
-                   last: int = 1) -> tuple[float | None, str]:
+                   last: int = 1, target_groups: dict[GroupKey, list[Run]] | None = None
+                   ) -> tuple[float | None, str]:
     """The paper's target for group ``key``, and a note saying where it came from.
 
     The mean final return (over each run's ``last`` evaluations) of the ``factored`` runs of the
-    same dataset and algorithm; without
-    such runs, the dataset's reference expert return (``config["reference_scores"]["expert"]``);
-    otherwise None.
+    same dataset and algorithm, taken from ``target_groups`` when given (runs trained apart for
+    the target, e.g. F-IQL to its asymptote) else from ``groups``; without such runs, the
+    dataset's reference expert return (``config["reference_scores"]["expert"]``); otherwise None.
     """
     dataset, _, algo = key
-    factored = groups.get((dataset, TARGET_ACTOR, algo))
+    factored = (groups if target_groups is None else target_groups).get(
+        (dataset, TARGET_ACTOR, algo))
     if factored:
         mean = float(np.mean([r.final_return(last) for r in factored]))
-        return mean, f"{TARGET_ACTOR}-{algo} final ({len(factored)} seeds)"
+        steps = "/".join(f"{s:,}" for s in sorted({int(r.steps[-1]) for r in factored}))
+        where = "" if target_groups is None else f" at {steps} steps"
+        return mean, f"{TARGET_ACTOR}-{algo} final ({len(factored)} seeds{where})"
     for run in groups[key]:
         scores = run.config.get("reference_scores")
         if scores and scores.get("expert") is not None:
@@ -217,8 +221,9 @@ def default_target(groups: dict[GroupKey, list[Run]], key: GroupKey,
 
 
 def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = None,
-            fraction: float = 0.95, at_step: int = 10_000,
-            last: int = 1) -> dict[GroupKey, dict[str, Any]]:
+            fraction: float = 0.95, at_step: int = 10_000, last: int = 1,
+            target_runs: Iterable[str | os.PathLike | Run] | None = None
+            ) -> dict[GroupKey, dict[str, Any]]:
     """Summarise runs per (dataset_id, actor, algo) group, one run per seed.
 
     Args:
@@ -229,6 +234,10 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
         at_step: gradient steps after which the fraction of the target is read (Table 4).
         last: a run's final return (and normalised score) is the mean of its last ``last``
             evaluations (1: the last one).
+        target_runs: runs that only set the targets, not compared themselves: each group's
+            target is then the mean final return of the ``factored`` runs among them with the
+            same dataset and algorithm (the paper's Table 4 divides by F-IQL's return after
+            1M steps while the compared runs stop at 10k). Ignored when ``target`` is given.
 
     Returns:
         ``{(dataset_id, actor, algo): summary}`` in table order, each summary holding
@@ -242,11 +251,12 @@ def compare(run_dirs: Iterable[str | os.PathLike | Run], target: float | None = 
     if last < 1:
         raise ValueError(f"last must be >= 1 evaluation, got {last}")
     groups = _group_runs(_as_runs(run_dirs))
+    target_groups = None if target_runs is None else _group_runs(_as_runs(target_runs))
     result: dict[GroupKey, dict[str, Any]] = {}
     for key, runs in groups.items():
         dataset, actor, algo = key
         if target is None:
-            group_target, source = default_target(groups, key, last)
+            group_target, source = default_target(groups, key, last, target_groups)
         else:
             group_target, source = float(target), "given"
         finals = [r.final_return(last) for r in runs]

@@ -151,6 +151,8 @@ def test_graph_dependencies_identities_and_dry_run(tmp_path):
      "maze"),
     ("dmc-small", 10, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 6, "report": 1},
      "table4"),
+    ("dmc-fidelity", 33, {"behaviour": 2, "dataset": 2, "pretrain": 2, "policy": 26,
+                          "report": 1}, "table4"),
     ("merlion", 54, {"behaviour": 1, "dataset": 1, "pretrain": 1, "policy": 50, "report": 1},
      "merlion_fig2"),
 ])
@@ -166,6 +168,12 @@ def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds, paper):
     if name == "merlion":  # the main run's 35 runs are reported; the alpha x p sweep is not
         assert len(graph.steps["report"].params["runs"]) == 35
         assert graph.steps["report"].params["last_evaluations"] == 3
+    if name == "dmc-fidelity":  # Table 4's denominators: F-IQL to 1M steps, apart
+        report = graph.steps["report"].params
+        assert len(report["runs"]) == 24 and report["target_runs"] == [
+            "asymptote-cheetah-me-factored-iql-s0", "asymptote-finger-me-factored-iql-s0"]
+        assert graph.steps["asymptote-finger-me-factored-iql-s0"].params["config"][
+            "steps"] == 1_000_000
 
 
 def test_report_scores_on_the_0_100_scale_when_asked(tmp_path):
@@ -216,6 +224,15 @@ datasets:
     (GOOD_HEAD + "report:\n  score_scale: x100\n", 8,
      ["report: score_scale must be one of fraction, percent, got 'x100'"]),
     (GOOD_HEAD + "report:\n  last_evaluations: 0\n", 8, ["report: last_evaluations"]),
+    (GOOD_HEAD + "policies:\n  main:\n    actors: [factored]\n"
+     "report:\n  target: 5.0\n  target_policies: [main]\n", 12,
+     ["report: give either target", "or target_policies", "not both"]),
+    (GOOD_HEAD + "policies:\n  main:\n    actors: [factored]\n"
+     "report:\n  target_policies: [mian]\n", 11,
+     ["report: target_policies: 'mian' is not defined", "did you mean 'main'"]),
+    (GOOD_HEAD + "policies:\n  main:\n    actors: [factored]\n"
+     "report:\n  policies: [main]\n  target_policies: [main]\n", 12,
+     ["report: group 'main' is in both policies and target_policies"]),
     ("name: bad\ndatasets:\n  rand:\n    recipe: broken.yaml\n", 4,
      ["dataset 'rand': invalid recipe: ", "broken.yaml:3: not valid YAML"]),
 ])
@@ -393,6 +410,48 @@ def test_report_names_spin_and_f_iql_with_a_valid_png(local_run):
     assert "0 ran, 5 done earlier" in again.output
     assert f"report: {report.dir / 'report.md'}" in again.output
     assert "SPIN" in again.output and "F-IQL" in again.output
+
+
+def test_target_policies_set_the_targets_apart_from_the_reported_runs(local_run, tmp_path):
+    """Table 4 divides by F-IQL's return after 1M steps while the compared runs stop at 10k:
+    a group named in target_policies is not reported, its F-IQL runs set each dataset's
+    target, and the report lists them apart."""
+    from pipelines.reporting import write_report
+
+    file = tmp_path / "targets.yaml"
+    file.write_text(write_tiny(tmp_path / "tiny.yaml", tmp_path / "cache").read_text()
+                    .replace("report:\n", "  long:\n    actors: [factored]\n    seeds: [0]\n"
+                             "    steps: 40\n    eval_every: 20\n    device: cpu\n"
+                             "report:\n  target_policies: [long]\n"))
+    graph = build_graph(load_pipeline(file, out=tmp_path / "out"))
+    report = graph.steps["report"]
+    assert sorted(report.params["runs"]) == ["main-rand-factored-iql-s0", "main-rand-spin-iql-s0"]
+    assert report.params["target_runs"] == ["long-rand-factored-iql-s0"]
+    assert "long-rand-factored-iql-s0" in report.deps  # it waits for the target runs
+    plain = build_graph(load_pipeline(write_tiny(tmp_path / "plain.yaml", tmp_path / "cache"),
+                                      out=tmp_path / "out"))
+    assert "target_runs" not in plain.steps["report"].params  # older reports keep their id
+
+    # The report over the tiny run's SPIN run with its F-IQL run as the target run.
+    _, _, tiny, _ = local_run
+    spin, fiql = tiny.steps["main-rand-spin-iql-s0"], tiny.steps["main-rand-factored-iql-s0"]
+    params = dict(tiny.steps["report"].params, target_runs=[fiql.name],
+                  runs={spin.name: tiny.steps["report"].params["runs"][spin.name]})
+    out = tmp_path / "report"
+    out.mkdir()
+    written = write_report({"params": params, "dir": str(out),
+                            "inputs": {n: {"dir": str(tiny.steps[n].dir)}
+                                       for n in (spin.name, fiql.name)}})
+    fiql_final = read_metrics(fiql.dir)[-1]["eval_return_mean"]
+    import csv as csv_module
+
+    [row] = list(csv_module.DictReader(open(written["csv"])))
+    assert row["actor"] == "spin" and float(row["target"]) == pytest.approx(fiql_final)
+    assert row["target_source"] == "factored-iql final (1 seeds at 20 steps)"
+    text = (out / "report.md").read_text()
+    assert "## Target runs" in text and (out / "target_curves.png").read_bytes()[:4] == b"\x89PNG"
+    targets = text[text.index("## Target runs"):]
+    assert "F-IQL" in targets and f"{fiql_final:.2f} ± 0.00" in targets
 
 
 # ============================================================================= paper tables

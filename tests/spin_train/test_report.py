@@ -346,6 +346,39 @@ def test_compare_averages_the_last_evaluations_when_asked(runs, tmp_path):
     assert f"{np.mean(finals):.2f} ± {np.std(finals):.2f}" in row
 
 
+def test_compare_takes_targets_from_runs_it_does_not_compare(runs, tmp_path):
+    """Table 4's denominator: F-IQL trained apart (here to 40k steps) sets the target of the
+    compared groups of its dataset; the compared F-IQL runs are compared, not used."""
+    ref = {"expert": 664.57, "random": 5.39}
+    long = [write_run(tmp_path / "long", f"l{i}", actor="factored", algo="iql", seed=i,
+                      reference_scores=ref, evals=curve([0, 20000, 40000], [0.0, 700.0, final],
+                                                        [0, 300, 600]))
+            for i, final in enumerate([800.0, 900.0])]
+    result = compare(runs, target_runs=long, last=1)
+    for key in [("cheetah-me", "spin", "iql"), ("cheetah-me", "factored", "iql")]:
+        assert result[key]["target"] == 850.0
+        assert result[key]["target_source"] == "factored-iql final (2 seeds at 40,000 steps)"
+    # At 10k steps the compared F-IQL runs reached 434, 496, 620 of 850.
+    assert result[("cheetah-me", "factored", "iql")]["fraction_at_step_mean"] == pytest.approx(
+        (434 + 496 + 620) / 3 / 850)
+    assert result[("cheetah-me", "factored", "iql")]["final_return_mean"] == 620.0  # its own
+    # Groups the target runs do not cover fall back as before (awac: the reference expert).
+    assert result[("cheetah-me", "spin", "awac")]["target_source"] == "reference expert"
+    averaged = compare(runs, target_runs=long, last=2)  # the targets average alike
+    assert averaged[("cheetah-me", "spin", "iql")]["target"] == pytest.approx(
+        ((700 + 800) / 2 + (700 + 900) / 2) / 2)
+    assert compare(runs, target=500.0, target_runs=long)[
+        ("cheetah-me", "spin", "iql")]["target_source"] == "given"
+    res = CliRunner().invoke(spin_train_main, ["compare", *map(str, runs), "--target-from",
+                                               str(long[0]), "--target-from", str(long[1]),
+                                               "--plot", str(tmp_path / "c.png")])
+    assert res.exit_code == 0, res.output
+    assert "850.00 (factored-iql final (2 seeds at 40,000 steps))" in res.output
+    res = CliRunner().invoke(spin_train_main, ["compare", *map(str, runs), "--target-from",
+                                               str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "nowhere" in res.output and "does not exist" in res.output
+
+
 def test_format_table_and_csv(runs, tmp_path):
     result = compare(runs)
     table = format_table(result)
