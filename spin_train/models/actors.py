@@ -58,6 +58,12 @@ class ActorOptions:
     query_init: str = option(
         "small", "spin/saint: starting queries: small (N(0, 0.02^2)), normal (N(0, 1), the "
                  "reference code's) or mask (the ASM's mask-token embeddings)")
+    head_dropout: float = option(
+        0.0, "spin/saint: dropout in the per-dimension heads while training (the reference "
+             "code's: 0.1)")
+    trunk_dropout: bool = option(
+        False, "spin: the frozen trunk keeps its pre-training dropout while the policy trains, "
+               "as in the reference code (which leaves it in train mode); default: eval mode")
 
     def saint_config(self, obs_dim: int, bins: tuple[int, ...]) -> ASMConfig:
         """SAINT's Transformer sizes as an ASM config (which checks them)."""
@@ -116,10 +122,13 @@ class QueryActor(Actor):
     through the Transformer, then per-dimension MLP heads (Linear(d,128)-GELU-Linear)."""
 
     def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int = 128,
-                 query_init: str = ActorOptions.query_init):
+                 query_init: str = ActorOptions.query_init,
+                 head_dropout: float = ActorOptions.head_dropout,
+                 trunk_dropout: bool = ActorOptions.trunk_dropout):
         super().__init__()
         self.net = QueriedTrunk(asm, freeze=freeze, head_hidden=head_hidden,
-                                query_init=query_init)
+                                head_dropout=head_dropout, query_init=query_init,
+                                frozen_dropout=trunk_dropout)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
@@ -295,20 +304,26 @@ def make_actor(kind: str, *, obs_dim: int, bins: tuple[int, ...],
                asm: ActionStructureModel | None = None,
                asm_config: ASMConfig | None = None,
                distill_steps: int = ActorOptions.distill_steps,
-               query_init: str = ActorOptions.query_init) -> Actor:
+               query_init: str = ActorOptions.query_init,
+               head_dropout: float = ActorOptions.head_dropout,
+               trunk_dropout: bool = ActorOptions.trunk_dropout) -> Actor:
     """Build an actor. ``spin`` and ``distill`` need the pre-trained ``asm`` (frozen here);
-    ``saint`` builds a fresh ASM from ``asm_config`` (same sizes as SPIN's by default)."""
+    ``saint`` builds a fresh ASM from ``asm_config`` (same sizes as SPIN's by default).
+    ``head_dropout`` applies to spin's and saint's heads, ``trunk_dropout`` to spin's frozen
+    trunk (saint's trunk trains with its config's dropout)."""
     if kind not in ACTORS:
         raise ValueError(f"unknown actor {kind!r}: accepted {', '.join(ACTORS)}")
     if kind in ("spin", "distill") and asm is None:
         raise ValueError(f"the {kind} actor needs a pre-trained ASM (--asm)")
     if kind == "spin":
-        return QueryActor(asm, freeze=True, query_init=query_init)
+        return QueryActor(asm, freeze=True, query_init=query_init, head_dropout=head_dropout,
+                          trunk_dropout=trunk_dropout)
     if kind == "distill":
         return DistilledActor(asm, steps=distill_steps)
     if kind == "saint":
         config = asm_config or ASMConfig(obs_dim=obs_dim, bins=bins)
-        return QueryActor(ActionStructureModel(config), freeze=False, query_init=query_init)
+        return QueryActor(ActionStructureModel(config), freeze=False, query_init=query_init,
+                          head_dropout=head_dropout)
     if kind == "factored":
         return FactoredActor(obs_dim, bins)
     return AutoregressiveActor(obs_dim, bins)

@@ -155,27 +155,32 @@ class QueriedTrunk(nn.Module):
     (the same network trained from scratch) are all this module.
 
     ``freeze=True`` stops gradients into the trunk (state encoder and blocks) and keeps it in
-    eval mode (no dropout), whatever mode the module is put in; only the queries and heads
+    eval mode (no dropout), whatever mode the module is put in, unless ``frozen_dropout``
+    (the reference code's SPIN: its frozen trunk follows the module's mode, so its
+    pre-training dropout stays on while the policy trains); only the queries and heads
     learn. The ASM's action tables and pre-training heads are not used.
     ``(B, D) -> logits (B, N, max_bins)``; :meth:`embeddings` gives ``z`` ``(B, N, d)``.
     """
 
     def __init__(self, asm: ActionStructureModel, *, freeze: bool, head_hidden: int | None = 128,
-                 head_dropout: float = 0.0, query_init: str = "small"):
+                 head_dropout: float = 0.0, query_init: str = "small",
+                 frozen_dropout: bool = False):
         super().__init__()
         c = asm.config
         self.asm = asm
         self.freeze = freeze
+        self.frozen_eval = freeze and not frozen_dropout
         self.queries = nn.Parameter(initial_queries(asm, query_init))
         self.heads = SlotHeads(c.bins, c.d_model, head_hidden, head_dropout)
         if freeze:
             for p in asm.parameters():
                 p.requires_grad_(False)
-            asm.eval()
+            if self.frozen_eval:
+                asm.eval()
 
     def train(self, mode: bool = True) -> "QueriedTrunk":
         super().train(mode)
-        if self.freeze:
+        if self.frozen_eval:
             self.asm.eval()
         return self
 

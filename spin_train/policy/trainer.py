@@ -113,8 +113,9 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
             raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
         if min(self.lr, self.awac_lambda, self.max_weight, self.merlion_lr) <= 0:
             raise ValueError("lr, awac_lambda, max_weight and merlion_lr must be > 0")
-        if not 0.0 <= self.saint_dropout < 1.0:
-            raise ValueError(f"saint_dropout must be in [0, 1), got {self.saint_dropout}")
+        for name in ("saint_dropout", "head_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.reward_scale is not None and self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         # SAINT's transformer sizes, checked by the model's own config before any work starts.
@@ -172,7 +173,8 @@ def build_learner(cfg: PolicyConfig, obs_dim: int, bins: tuple[int, ...],
         return cls(obs_dim, bins, options)
     actor = make_actor(cfg.actor, obs_dim=obs_dim, bins=bins, asm=asm,
                        asm_config=cfg.saint_config(obs_dim, bins),
-                       distill_steps=cfg.distill_steps, query_init=cfg.query_init)
+                       distill_steps=cfg.distill_steps, query_init=cfg.query_init,
+                       head_dropout=cfg.head_dropout, trunk_dropout=cfg.trunk_dropout)
     return cls(actor, obs_dim, bins, options)
 
 

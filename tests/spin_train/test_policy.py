@@ -1,6 +1,7 @@
 """SPIN stage 2: actors, objectives, the trainer (evaluation, resume, wall-clock), the
 spin-train policy / compare commands and their refusals."""
 
+import dataclasses
 import itertools
 import json
 
@@ -325,7 +326,7 @@ def test_queries_start_at_the_scale_asked_for():
         torch.testing.assert_close(spin.net.embeddings(obs), masked, rtol=0, atol=0)
     learner = build_learner(PolicyConfig(dataset="x", actor="spin", asm="a",
                                          query_init="normal"), 4, (3, 3, 3, 3), asm)
-    assert float(learner.actor.net.queries.std()) > 0.5
+    assert float(learner.actor.net.queries.detach().std()) > 0.5
     with pytest.raises(ValueError, match="query_init must be one of small, normal, mask"):
         PolicyConfig(dataset="x", actor="spin", asm="a", query_init="zeros")
 
@@ -345,6 +346,50 @@ def test_a_frozen_trunk_runs_without_dropout_while_saint_uses_its_own():
     assert not torch.equal(saint.logits(obs), saint.logits(obs))  # dropout 0.5 at work
     saint.eval()
     torch.testing.assert_close(saint.logits(obs), saint.logits(obs), rtol=0, atol=0)
+
+
+def test_reference_dropout_in_spin_s_trunk_and_heads_when_asked():
+    """``--trunk-dropout``: the frozen trunk keeps its pre-training dropout while training, as
+    the reference code's SPIN does (its trunk stays in train mode), still without gradients;
+    ``--head-dropout p`` puts dropout in spin's and saint's heads. Evaluation (eval mode) is
+    deterministic either way, and the options reach the built learner."""
+    from spin_train.policy.trainer import build_learner
+
+    cfg = ASMConfig(obs_dim=4, bins=(3, 3), d_model=32, n_heads=2, n_layers=1, head_hidden=32,
+                    dropout=0.5)
+    torch.manual_seed(0)
+    asm = ActionStructureModel(cfg)
+    obs = torch.randn(64, 4)
+    spin = make_actor("spin", obs_dim=4, bins=(3, 3), asm=asm, trunk_dropout=True).train()
+    assert spin.training and asm.training
+    with torch.no_grad():
+        assert not torch.equal(spin.net.embeddings(obs), spin.net.embeddings(obs))
+    spin.logits(obs).sum().backward()
+    assert all(p.grad is None for p in asm.parameters())  # frozen all the same
+    assert spin.net.queries.grad is not None
+    spin.eval()
+    assert not asm.training
+    torch.testing.assert_close(spin.logits(obs), spin.logits(obs), rtol=0, atol=0)
+
+    asm.eval()  # a fresh frozen trunk without the option: deterministic features, and only
+    heads = make_actor("spin", obs_dim=4, bins=(3, 3), asm=asm, head_dropout=0.5).train()
+    with torch.no_grad():  # the heads drop out
+        torch.testing.assert_close(heads.net.embeddings(obs), heads.net.embeddings(obs),
+                                   rtol=0, atol=0)
+        assert not torch.equal(heads.logits(obs), heads.logits(obs))
+    saint = make_actor("saint", obs_dim=4, bins=(3, 3), head_dropout=0.5,
+                       asm_config=dataclasses.replace(cfg, dropout=0.0)).train()
+    with torch.no_grad():
+        assert not torch.equal(saint.logits(obs), saint.logits(obs))
+
+    learner = build_learner(PolicyConfig(dataset="x", actor="spin", asm="a", trunk_dropout=True,
+                                         head_dropout=0.1), 4, (3, 3), asm)
+    learner.train()
+    assert learner.actor.net.asm.training
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.1
+               for m in learner.actor.net.heads.modules())
+    with pytest.raises(ValueError, match=r"head_dropout must be in \[0, 1\), got 1.0"):
+        PolicyConfig(dataset="x", actor="spin", asm="a", head_dropout=1.0)
 
 
 def test_saint_dropout_reaches_the_saint_network(maze_medium_expert, tmp_path):
