@@ -178,10 +178,10 @@ def copy_run(source: Path, target: Path, finished: bool) -> None:
     partial.rename(target)
 
 
-def build_asm(lab: Lab, epochs: int, checksum: str) -> str:
+def build_asm(lab: Lab, epochs: int, checksum: str) -> None:
     """Make ``OUT/asm-e{epochs}``: skip it if finished, resume it if killed, else copy the
-    longest finished shorter run and continue it (or train from scratch). Returns what was
-    done, for the log line."""
+    longest finished shorter run and continue it (or train from scratch). Says which on a line
+    of its own before the work starts."""
     target = lab.asm_dir(epochs)
     cfg = lab.pretrain_config(epochs, target)
     state = asm_state(target)
@@ -189,25 +189,26 @@ def build_asm(lab: Lab, epochs: int, checksum: str) -> str:
         check_settings(target, cfg, checksum)
         if (done := finished_epochs(target)) != epochs:
             raise LabError(f"{target} holds {done} epochs, not {epochs}")
-        return "finished"
-    how = "resumed" if state == "started" else "from scratch"
+        print(f"{target.name}: finished", flush=True)
+        return
+    how = "resuming" if state == "started" else "training from scratch"
     if state == "new" and (source := continuation_source(lab, epochs, checksum)) is not None:
         source_dir, source_epochs = source
         if target.exists():  # killed before its first epoch ended: no checkpoint to keep
             shutil.rmtree(target)
         copy_run(source_dir, target, finished=source_epochs == epochs)
         if source_epochs == epochs:
-            return f"copied from {source_dir}"
-        how = f"continued from {source_dir} at epoch {source_epochs}"
+            print(f"{target.name}: copied from {source_dir}", flush=True)
+            return
+        how = f"continuing {source_dir} from epoch {source_epochs}"
+    print(f"{target.name}: {how}", flush=True)
     pretrain(cfg)
-    return how
 
 
 def build_asms(lab: Lab, checksum: str) -> None:
     """Stage 1: every ``asm-e{E}``, shortest first (each continues the one before)."""
     for epochs in lab.epochs:
-        how = build_asm(lab, epochs, checksum)
-        print(f"asm-e{epochs}: {how}", flush=True)
+        build_asm(lab, epochs, checksum)
 
 
 def need_asm(lab: Lab, epochs: int) -> Path:

@@ -72,8 +72,8 @@ def test_an_extended_asm_is_the_straight_run(lab, straight):
     _, out, _, _, printed = lab
     # each ASM continued the one before: only asm-e1 trained from scratch
     assert printed.splitlines()[:3] == [
-        "asm-e1: from scratch", f"asm-e2: continued from {out / 'asm-e1'} at epoch 1",
-        f"asm-e3: continued from {out / 'asm-e2'} at epoch 2"]
+        "asm-e1: training from scratch", f"asm-e2: continuing {out / 'asm-e1'} from epoch 1",
+        f"asm-e3: continuing {out / 'asm-e2'} from epoch 2"]
     _assert_same_weights(_weights(out / "asm-e3"), _weights(straight))
     shorter = _weights(out / "asm-e2")
     assert not all(torch.equal(shorter[k], v) for k, v in _weights(straight).items())
@@ -144,7 +144,7 @@ def test_a_killed_continuation_resumes_and_base_seeds_a_new_lab(lab, straight, c
                 killed / "asm-e3" / "checkpoints" / "last.pt")
     (killed / "asm-e3" / "marker").touch()  # a re-copy would lose it
     main(_flags(store, killed, cache, "--epochs", *EPOCHS, "--stage", "asm"))
-    assert "asm-e3: resumed" in capsys.readouterr().out
+    assert "asm-e3: resuming" in capsys.readouterr().out
     assert (killed / "asm-e3" / "marker").exists()
     _assert_same_weights(_weights(killed / "asm-e3"), _weights(straight))
     assert len(_csv_rows(killed / "asm-e3" / "metrics.csv")) == 3
@@ -159,7 +159,7 @@ def test_a_killed_continuation_resumes_and_base_seeds_a_new_lab(lab, straight, c
                 "--base", str(base)))
     printed = capsys.readouterr().out
     assert f"asm-e2: copied from {base}" in printed
-    assert f"asm-e3: continued from {seeded / 'asm-e2'} at epoch 2" in printed
+    assert f"asm-e3: continuing {seeded / 'asm-e2'} from epoch 2" in printed
     # neither the base's probe nor its pipeline record belongs to this lab
     assert not {"probe.json", "step.json"} & {p.name for p in (seeded / "asm-e2").iterdir()}
     _assert_same_weights(_weights(seeded / "asm-e3"), _weights(straight))
