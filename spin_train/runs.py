@@ -133,7 +133,9 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
     key of ``identity_keys`` (dataset, model sizes, seed...); a different run's directory is
     refused rather than overwritten. A key the saved config lacks (a setting added to spin after
     that run was written) agrees when ``config`` holds its value from ``defaults`` - the
-    behaviour the older run had.
+    behaviour the older run had. On resume ``config.json`` is rewritten with ``config``'s values
+    (keys only the saved one has are kept), so that it describes the run as it goes on: a run
+    extended to more epochs or steps, or moved to another directory, says so.
     """
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.json"
@@ -145,6 +147,8 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
         if diff:
             raise RunError(f"{run_dir} holds a different run ({', '.join(diff)} differ): "
                            f"choose another --out")
+        if any(saved.get(k) != v for k, v in config.items()):
+            write_json(saved_path, saved | config)
         last = run_dir / "checkpoints" / "last.pt"
         return run_dir, (load_checkpoint(last) if last.exists() else None)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -160,6 +160,8 @@ def test_resume_continues_exactly_where_it_stopped(maze_medium_expert, tmp_path)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["epoch"] for r in read_metrics(resumed.run_dir)] == [1, 2, 3]
     assert resumed.wall_clock_s > 0
+    # config.json describes the run as extended, not as first started
+    assert json.loads((resumed.run_dir / "config.json").read_text())["epochs"] == 3
     # finished: running again trains nothing and reports the same run
     again = pretrain(small_config(store, tmp_path, "resumed", epochs=3))
     assert again.epochs_run == 3 and again.final_metrics["epoch"] == 3
