@@ -122,8 +122,8 @@ def write_report(payload: dict[str, Any]) -> dict[str, Any]:
              f"- time to target: wall-clock minutes to the first evaluation within "
              f"{100 * (1 - params['fraction']):.0f}% of the target (SPIN and SPIN-Distill "
              "include pre-training); (k/n): seeds that reached it;",
-             "- target used: F-IQL's mean final return on the same dataset "
-             + ("in the target runs below" if target_dirs else "")
+             "- target used: F-IQL's mean final return on the same dataset"
+             + (" in the target runs below" if target_dirs else "")
              + " unless the file sets one (else the reference expert score).", "",
              f"Learning curves: `{png_path}` (mean ± std over seeds, by gradient steps and by "
              "wall-clock minutes).  ", f"Table as CSV: `{csv_path}`.", ""]
