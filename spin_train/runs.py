@@ -124,6 +124,15 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def differing_keys(saved: dict[str, Any], config: dict[str, Any], identity_keys: Iterable[str],
+                   defaults: dict[str, Any] | None = None) -> list[str]:
+    """The keys of ``identity_keys`` on which a saved run's config and ``config`` disagree; a
+    key the saved config lacks (a setting added after that run) takes its value from
+    ``defaults``, the behaviour the older run had."""
+    defaults = defaults or {}
+    return [k for k in identity_keys if saved.get(k, defaults.get(k)) != config.get(k)]
+
+
 def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
                     identity_keys: Iterable[str], defaults: dict[str, Any] | None = None
                     ) -> tuple[Path, dict | None]:
@@ -139,11 +148,9 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: dict[str, Any], *,
     """
     run_dir = Path(run_dir)
     saved_path = run_dir / "config.json"
-    defaults = defaults or {}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
-        diff = [k for k in identity_keys
-                if saved.get(k, defaults.get(k)) != config.get(k)]
+        diff = differing_keys(saved, config, identity_keys, defaults)
         if diff:
             raise RunError(f"{run_dir} holds a different run ({', '.join(diff)} differ): "
                            f"choose another --out")

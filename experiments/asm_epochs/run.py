@@ -40,7 +40,7 @@ from spin_train.policy import PolicyConfig, train_policy
 from spin_train.pretrain import PretrainConfig, pretrain
 from spin_train.probe import ProbeConfig, probe
 from spin_train.report import Run, load_run, return_at_step
-from spin_train.runs import RunError, load_checkpoint, read_metrics
+from spin_train.runs import RunError, differing_keys, load_checkpoint, read_metrics
 
 STAGES = ("asm", "probe", "policy", "summary")
 #: SPIN's early return is read at this many gradient steps (the paper's Table 4 reads 10k; the
@@ -133,13 +133,14 @@ def check_settings(run_dir: Path, cfg: PretrainConfig, checksum: str) -> None:
     if not (run_dir / "asm.pt").is_file() or not path.is_file():
         raise LabError(f"{run_dir} is not a finished pretrain run (no asm.pt or config.json)")
     saved = json.loads(path.read_text())
-    defaults = field_defaults(PretrainConfig)  # a setting added since the run: its old default
-    resumable = resumable_fields(PretrainConfig)
     ours = asdict(cfg) | {"dataset_checksum": checksum}
-    for key, value in ours.items():
-        if key not in resumable and saved.get(key, defaults.get(key)) != value:
-            raise LabError(f"{run_dir} was pre-trained with {key}={saved.get(key)!r}, this lab "
-                           f"uses {key}={value!r}")
+    resumable = resumable_fields(PretrainConfig)
+    diff = differing_keys(saved, ours, [k for k in ours if k not in resumable],
+                          field_defaults(PretrainConfig))
+    if diff:
+        key = diff[0]
+        raise LabError(f"{run_dir} was pre-trained with {key}={saved.get(key)!r}, this lab "
+                       f"uses {key}={ours[key]!r}")
 
 
 def continuation_source(lab: Lab, epochs: int, checksum: str) -> tuple[Path, int] | None:

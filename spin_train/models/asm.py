@@ -168,7 +168,6 @@ class QueriedTrunk(nn.Module):
         super().__init__()
         c = asm.config
         self.asm = asm
-        self.freeze = freeze
         self.frozen_eval = freeze and not frozen_dropout
         self.queries = nn.Parameter(initial_queries(asm, query_init))
         self.heads = SlotHeads(c.bins, c.d_model, head_hidden, head_dropout)
