@@ -87,10 +87,14 @@ def test_a_run_written_before_a_setting_existed_resumes_only_at_its_default(tmp_
     path, state = prepare_run_dir(tmp_path / "run", old | {"saint_dropout": 0.0},
                                   identity_keys=keys, defaults={"saint_dropout": 0.0})
     assert path == tmp_path / "run" and state is None
+    # the resume records the setting's value, so the directory now describes the run going on
+    resumed = old | {"saint_dropout": 0.0}
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == resumed
     with pytest.raises(RunError, match=r"holds a different run \(saint_dropout differ\)"):
         prepare_run_dir(tmp_path / "run", old | {"saint_dropout": 0.1}, identity_keys=keys,
                         defaults={"saint_dropout": 0.0})
     with pytest.raises(RunError, match=r"\(seed differ\)"):
         prepare_run_dir(tmp_path / "run", old | {"seed": 1, "saint_dropout": 0.0},
                         identity_keys=keys, defaults={"saint_dropout": 0.0})
-    assert json.loads((tmp_path / "run" / "config.json").read_text()) == old  # untouched
+    # a refused directory is left untouched
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == resumed
