@@ -270,6 +270,8 @@ class _Builder:
                         episodes = evals * int(cfg.get("eval_episodes", 10))
                         distill = int(cfg.get("distill_steps", 20_000)) \
                             if actor == "distill" else 0
+                        # IQL's critic prefit: critic-only steps before the RL steps
+                        prefit = int(cfg.get("critic_prefit", 0)) if algo == "iql" else 0
                         step = self.add(
                             f"{group.name}-{ref.name}-{actor}-{algo}-s{seed}", "policy",
                             params={"config": cfg, "cache_dir": self.caches["datasets"]},
@@ -277,9 +279,12 @@ class _Builder:
                                                         if k not in NOT_IDENTITY}},
                             inputs=inputs, resources=group.resources,
                             summary=f"{actor}-{algo} seed {seed} on {ref.name}: {steps:,} "
-                                    f"steps, {evals} evaluations x "
+                                    f"steps" + (f" after {prefit:,} of the critic alone"
+                                                if prefit else "")
+                                    + f", {evals} evaluations x "
                                     f"{cfg.get('eval_episodes', 10)} episodes",
-                            work={"policy_steps": steps + distill, "eval_episodes": episodes},
+                            work={"policy_steps": steps + distill + prefit,
+                                  "eval_episodes": episodes},
                             line=ref.line)
                         names.append(step.name)
         self.group_steps[group.name] = names

@@ -3,16 +3,22 @@
     L_V = E[ L_2^tau( min_e Q'_e(s, a) - V(s) ) ]                    expectile tau
     L_Q = E[ ( r + gamma (1 - term) V(s') - Q_e(s, a) )^2 ]          every member e
     L_pi = -E[ min(exp(beta (min_e Q'_e(s, a) - V(s))), w_max) log pi(a | s) ]
+
+L_V and L_Q do not involve the actor, so the critic can be fitted on its own first
+(``critic_prefit`` steps, the learner's first phase): the actor's first step then sees the
+advantages of a critic near its fixed point rather than of one still climbing toward it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from spin_train.algos.base import OfflineAlgorithm, OfflineOptions, Stats, WeightClipOptions
-from spin_train.data import Batch
+from spin_train.data import Batch, PhaseData
 from spin_train.models.critics import ValueNet
 from spin_train.options import option
 
@@ -21,6 +27,9 @@ from spin_train.options import option
 class IQLOptions(OfflineOptions, WeightClipOptions):
     expectile: float = option(0.8, "IQL: expectile of the value regression")
     beta: float = option(3.0, "IQL: inverse temperature of the advantage weights")
+    critic_prefit: int = option(
+        0, "IQL: steps of V and Q alone before the first actor step (the critic's "
+           "advantages settle before they weight the actor); 0: none")
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -40,6 +49,23 @@ class IQL(OfflineAlgorithm):
         self.expectile, self.beta, self.max_weight = o.expectile, o.beta, o.max_weight
         self.v = ValueNet(obs_dim, self.critic_hidden)
         self.v_optimiser = torch.optim.Adam(self.v.parameters(), lr=self.lr)
+
+    def first_phase(self, phase: PhaseData) -> dict[str, float | None]:
+        """The actor's own first phase, then ``critic_prefit`` steps of ``_update_v`` and
+        ``_update_q`` (with the target's Polyak update) on the run's batch size. Returns the
+        prefit's seconds and the mean Q of its last batch (None without steps)."""
+        metrics = super().first_phase(phase)
+        started, stats = time.perf_counter(), None
+        for _ in tqdm(range(self.options.critic_prefit), disable=not phase.progress,
+                      desc="critic prefit", unit="step"):
+            batch = phase.sample(phase.batch_size)
+            _, stats = self._update_v(batch.observations, batch.actions)
+            stats |= self._update_q(batch)
+            self._soft_update_targets()
+        if stats is None:
+            return metrics
+        return metrics | {"critic_prefit_s": time.perf_counter() - started,
+                          "critic_prefit_q_mean": float(stats["q_mean"])}
 
     def _update_v(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         with self._autocast():

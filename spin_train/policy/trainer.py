@@ -253,7 +253,8 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     columns = ["step", "eval_return_mean", "eval_return_std", "eval_normalised", "wall_clock_s",
                "eval_s", "steps_per_s", "q_loss", "v_loss", "actor_loss", "adv_weight",
                "q_mean", "cql_gap", "vae_loss", "distill_s", "distill_loss",
-               "representation_s", "representation_loss"]
+               "representation_s", "representation_loss", "critic_prefit_s",
+               "critic_prefit_q_mean"]
     log = MetricsLog(run_dir, columns, resume_step=step if state is not None else None)
     if state is None:  # the untrained policy is the curve's first point
         log.log(_evaluation(algo, norm, cfg, env_name, env_kwargs, 0, device)

@@ -474,3 +474,44 @@ def test_advantage_weights_match_the_papers_formulas_computed_independently():
             want = torch.exp(scale * (q_sa - baseline)).clamp(max=kw["max_weight"])
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         assert (want == kw["max_weight"]).any() and (want < kw["max_weight"]).any(), algo_name
+
+
+def test_critic_prefit_fits_v_and_q_to_their_fixed_point_and_leaves_the_actor():
+    """IQL's critic_prefit trains V and Q alone: on a chain paying reward 1 forever with
+    gamma 0.9, Q and V go to 1 / (1 - 0.9) = 10 (target networks included), while the actor's
+    weights are those it started with; without a prefit the first phase changes nothing."""
+    from spin_train.data import Batch, PhaseData
+
+    torch.manual_seed(0)
+    bins, obs_dim, n = (3, 2), 4, 64
+
+    def sample(size, g=torch.Generator().manual_seed(1)):
+        obs = torch.randn(size, obs_dim, generator=g)
+        actions = torch.stack([torch.randint(0, b, (size,), generator=g) for b in bins], 1)
+        return Batch(obs, actions, torch.ones(size), torch.randn(size, obs_dim, generator=g),
+                     torch.ones(size))
+
+    def build(prefit):
+        cls = ALGORITHMS["iql"]
+        options = cls.Options(critic_hidden=32, discount=0.9, tau=0.05, lr=1e-2,
+                              critic_prefit=prefit)
+        return cls(make_actor("factored", obs_dim=obs_dim, bins=bins), obs_dim, bins, options)
+
+    phase = PhaseData(sample=sample, batch_size=n, generator=torch.Generator(), progress=False)
+    algo = build(600)
+    actor_before = {k: v.clone() for k, v in algo.actor.state_dict().items()}
+    metrics = algo.first_phase(phase)
+    assert all(torch.equal(v, algo.actor.state_dict()[k]) for k, v in actor_before.items())
+    batch = sample(256)
+    with torch.no_grad():
+        q = algo.q(batch.observations, batch.actions)
+        q_target = algo.q_target(batch.observations, batch.actions)
+        v = algo.v(batch.observations)
+    for values in (q, q_target, v):
+        assert abs(float(values.mean()) - 10.0) < 0.5, float(values.mean())
+    assert abs(metrics["critic_prefit_q_mean"] - 10.0) < 0.5 and metrics["critic_prefit_s"] > 0
+
+    untouched = build(0)
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    assert untouched.first_phase(phase) == {}
+    assert all(torch.equal(v, untouched.state_dict()[k]) for k, v in before.items())
