@@ -307,21 +307,17 @@ def prepare_code(source: Path, out: Path) -> dict[str, Any]:
 
 
 # ============================================================================= running a script
-def child_env(lab: Lab, *, load_own_pickles: bool = False) -> dict[str, str]:
+def child_env(lab: Lab) -> dict[str, str]:
     """The scripts' environment: the stand-in ``dmc_datasets`` and spin importable, the store
-    named, output unbuffered (progress arrives as it is printed).
-
-    ``load_own_pickles``: torch >= 2.6 loads with ``weights_only=True``, which refuses the ASM
-    checkpoint ASM.py writes (its ``args`` hold numpy ints); torch 2.4, which the reference
-    pins, unpickled it. IQL.py reads only that file, the reference's own, with torch.load.
+    named, output unbuffered (progress arrives as it is printed). This folder's
+    ``sitecustomize.py`` lets ``weights_only=True`` read the ASM checkpoint ASM.py writes (numpy
+    integers in its ``args``), so IQL.py's ``torch.load`` needs no unpickling switch.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env[STORE_VARIABLE] = lab.store
     env["PYTHONUNBUFFERED"] = "1"
-    if load_own_pickles:
-        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     return env
 
 
@@ -490,7 +486,7 @@ def train_seed(lab: Lab, code: Path, seed: int, asm: Path, reference: dict[str, 
     started = time.perf_counter()
     try:
         lines = run_script(code / "IQL.py", args, partial,
-                           child_env(lab, load_own_pickles=True), on_line)
+                           child_env(lab), on_line)
     finally:
         bar.close()
     if "--- Training complete. ---" not in lines:
