@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,24 @@ from spin_train.runs import read_metrics
 STATS = ("q_mean", "adv_weight", "actor_loss")
 
 
+def in_group(run_dir: Path, group: str) -> bool:
+    """Whether ``run_dir`` (named ``{group}-...``) belongs to ``group``. A pipeline step's name is
+    ``{group}-{dataset}-{actor}-{algo}-s{seed}``, which its ``step.json`` lets us rebuild: the
+    prefix alone would take group ``prefit-fiql``'s runs for group ``prefit``'s. Directories
+    without a ``step.json`` (runs made outside a pipeline) go by the prefix."""
+    record = run_dir / "step.json"
+    if not record.is_file():
+        return True
+    step = json.loads(record.read_text())
+    cfg = step["params"]["config"]
+    tail = f"{cfg['actor']}-{cfg['algo']}-s{cfg['seed']}"
+    return any(step["name"] == f"{group}-{dataset}-{tail}" for dataset in step["inputs"])
+
+
 def group_runs(out: Path, group: str) -> list:
     """The finished or running policy runs of ``group`` under a pipeline's output root."""
     return [load_run(d) for d in sorted((out / "policy").glob(f"{group}-*"))
-            if (d / "metrics.jsonl").is_file()]
+            if (d / "metrics.jsonl").is_file() and in_group(d, group)]
 
 
 def merged_rows(run_dir: Path) -> dict[int, dict]:

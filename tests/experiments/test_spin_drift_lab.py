@@ -40,3 +40,21 @@ def test_groups_keep_apart_with_peak_end_and_statistics(tmp_path, capsys):
     assert "small" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--groups", "missing"])
+
+
+def test_a_group_whose_name_prefixes_another_keeps_only_its_own_runs(tmp_path):
+    """Pipeline groups 'prefit' and 'prefit-fiql': the directory prefix 'prefit-' matches both;
+    each run's step.json (name = group-dataset-actor-algo-sSEED) tells them apart."""
+    def step_run(name, actor, returns):
+        _run(tmp_path, f"{name}-0123456789", returns, [0] * len(returns))
+        (tmp_path / "policy" / f"{name}-0123456789" / "step.json").write_text(json.dumps(
+            {"name": name, "inputs": {"cheetah-me": "x", "asm-cheetah-me": "y"},
+             "params": {"config": {"actor": actor, "algo": "iql", "seed": 0}}}))
+
+    step_run("prefit-cheetah-me-spin-iql-s0", "spin", [5, 100, 120])
+    step_run("prefit-fiql-cheetah-me-factored-iql-s0", "factored", [5, 300, 320])
+    main([str(tmp_path), "--groups", "prefit", "prefit-fiql", "--last", "1",
+          "--out", str(tmp_path / "out")])
+    rows = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "summary.csv"))}
+    assert rows["prefit"][1:] == ["1", "1,000", "120.0", "1,000", "120.0 ± 0.0"]
+    assert rows["prefit-fiql"][1:] == ["1", "1,000", "320.0", "1,000", "320.0 ± 0.0"]
