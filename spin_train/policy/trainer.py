@@ -96,9 +96,12 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("distill_steps", "merlion_steps", "cql_alpha", "merlion_cql_alpha",
                      "cql_target_every", "merlion_penalty", "merlion_prior_clip",
-                     "merlion_cql_bc_steps"):
+                     "merlion_cql_bc_steps", "critic_prefit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.critic_prefit and self.algo != "iql":
+            raise ValueError(f"critic_prefit is for --algo iql (its critic never reads the "
+                             f"actor), not {self.algo}")
         for name, accepted in CHOICES.items():
             if getattr(self, name) not in accepted:
                 raise ValueError(f"{name} must be one of {', '.join(accepted)}, got "

@@ -271,6 +271,9 @@ def test_resumed_run_equals_an_uninterrupted_one_on_cuda(maze_medium_expert, tmp
     (["--algo", "sac"], "'sac' is not one of"),
     (["--algo", "cql"], "the spin actor trains with --algo iql, awac, bcq, not 'cql'"),
     (["--actor", "factored", "--steps", "0"], "steps must be >= 1"),
+    (["--actor", "factored", "--critic-prefit", "-1"], "critic_prefit must be >= 0, got -1"),
+    (["--actor", "factored", "--algo", "awac", "--critic-prefit", "100"],
+     "critic_prefit is for --algo iql (its critic never reads the actor), not awac"),
 ])
 def test_policy_cli_usage_errors(args, message):
     res = CliRunner().invoke(spin_train_main, ["policy", "--dataset", "x", *args])
