@@ -51,10 +51,10 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from experiments.spin_drift import summarise
-from experiments.spin_drift.reference.dmc_datasets.environment_utils import STORE_VARIABLE
+from experiments.spin_drift.reference.dmc_datasets.environment_utils import (
+    STORE_VARIABLE, store_task)
 from pipelines.spec import PipelineError
 from pipelines.validate import load_pipeline
-from spin_data.envs.registry import resolve
 from spin_data.store import DatasetOpenError, StoreLocationError, open_dataset
 from spin_data.text import one_line
 from spin_train.models.actors import QueryActor
@@ -174,19 +174,12 @@ def check_expressible(pretrain: PretrainConfig, policy: PolicyConfig) -> None:
                            f"hard-codes {value}")
 
 
-def store_task(dataset) -> tuple[str, str, str, int, str]:
-    """``(env name, domain, task, bins, level)`` of an opened store, as the reference names
-    them (``cheetah-run`` -> ``cheetah``, ``run``; one bin count for every dimension)."""
-    md = dataset.metadata
-    name = (md.get("env") or {}).get("name")
-    if not name or not md.get("quality"):
-        raise LabError(f"{dataset.location}: the store's metadata names no env or quality")
-    domain, _, task = resolve(name).canonical.partition("-")
-    counts = sorted(set(dataset.bin_grid.counts))
-    if len(counts) != 1:
-        raise LabError(f"{dataset.location}: bins {list(dataset.bin_grid.counts)} differ by "
-                       f"dimension; the reference takes one --bin-size")
-    return name, domain, task, counts[0], md["quality"]
+def store_level(dataset) -> str:
+    """The store's quality, the reference's ``--dataset-level`` (e.g. medium-expert)."""
+    level = dataset.metadata.get("quality")
+    if not level:
+        raise LabError(f"{dataset.location}: the store's metadata names no quality")
+    return level
 
 
 def flags(config: Any, mapping: tuple[tuple[str, str], ...]) -> list[str]:
@@ -553,7 +546,8 @@ def make_lab(args: argparse.Namespace) -> Lab:
                        f"nor a bare git repository")
     store = args.store if "://" in args.store else str(Path(args.store).resolve())
     dataset = open_dataset(store)
-    env_name, domain, task, bins, level = store_task(dataset)
+    env_name, domain, task, bins = store_task(dataset)
+    level = store_level(dataset)
     pretrain, policy, seeds = lab_configs(args.pipeline, args.group, store)
     pretrain = dataclasses.replace(pretrain, **({"epochs": args.asm_epochs}
                                                 if args.asm_epochs is not None else {}))

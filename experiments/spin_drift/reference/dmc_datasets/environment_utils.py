@@ -128,6 +128,21 @@ class ReferenceEnv(gym.Wrapper):
         return read_transitions(self.dataset)
 
 
+def store_task(dataset) -> tuple[str, str, str, int]:
+    """``(env name, domain, task, bins)`` of an opened store as the reference names them
+    (``cheetah-run`` -> ``cheetah``, ``run``; one bin count for every dimension, its
+    ``--bin-size``). ValueError in one line when the metadata names no env or bins differ."""
+    name = (dataset.metadata.get("env") or {}).get("name")
+    if not name:
+        raise ValueError(f"{dataset.location}: the store's metadata names no env")
+    domain, _, task = resolve(name).canonical.partition("-")
+    counts = sorted(set(dataset.bin_grid.counts))
+    if len(counts) != 1:
+        raise ValueError(f"{dataset.location}: bins {list(dataset.bin_grid.counts)} differ by "
+                         f"dimension; the reference takes one --bin-size")
+    return name, domain, task, counts[0]
+
+
 def store_location() -> str:
     """``$SPIN_REFERENCE_STORE``, refused in one line when unset."""
     location = os.environ.get(STORE_VARIABLE)
@@ -149,16 +164,14 @@ def make_env(task_name: str, task: str, bin_size: int = 3,
     if not factorised:
         raise ValueError("make_env: only factorised action spaces are served (spin's envs)")
     dataset = open_dataset(store_location())
-    name, kwargs = env_from_metadata(dataset.metadata)
-    canonical = resolve(name).canonical
-    if f"{task_name}-{task}" != canonical:
+    name, domain, store_task_name, bins = store_task(dataset)
+    if (task_name, task) != (domain, store_task_name):
         raise ValueError(f"make_env: {task_name}-{task} asked for, the store "
-                         f"{dataset.location} holds {canonical}")
-    counts = sorted(set(dataset.bin_grid.counts))
-    if counts != [bin_size]:
+                         f"{dataset.location} holds {domain}-{store_task_name}")
+    if bin_size != bins:
         raise ValueError(f"make_env: bin_size {bin_size} asked for, the store "
-                         f"{dataset.location} has {counts[0] if len(counts) == 1 else counts} "
-                         f"bins per dimension")
+                         f"{dataset.location} has {bins} bins per dimension")
+    name, kwargs = env_from_metadata(dataset.metadata)
     env = spin_make_env(name, **env_make_kwargs(name, kwargs))
     check_env(dataset, env, name)
     return ReferenceEnv(env, dataset)
