@@ -176,6 +176,27 @@ def test_shipped_pipelines_are_valid(tmp_path, name, steps, kinds, paper):
             "steps"] == 1_000_000
 
 
+@pytest.mark.parametrize("file", sorted((REPO / "experiments").glob("*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_lab_pipelines_are_valid(tmp_path, file):
+    graph = build_graph(load_pipeline(file, out=tmp_path))
+    assert graph.steps["report"].params["runs"]  # every lab file reports what it runs
+
+
+def test_finger_raw_lab_shares_table_4s_dataset_and_feeds_raw_observations(tmp_path):
+    raw = build_graph(load_pipeline(REPO / "experiments/spin_drift/finger-raw.yaml", out=tmp_path))
+    table4 = build_graph(load_pipeline(REPO / "pipelines/dmc-fidelity.yaml", out=tmp_path))
+    assert raw.steps["finger-me"].identity == table4.steps["finger-me"].identity
+    assert raw.steps["asm-raw-finger-me"].params["config"]["normalise"] is False
+    runs = [s for s in raw.order if s.kind == "policy"]
+    assert len(runs) == 12 and all(s.params["config"]["normalise"] is False for s in runs)
+    # Otherwise the early group's settings: the row differs from Table 4's only in the input.
+    early = table4.steps["early-finger-me-saint-iql-s0"].params["config"]
+    saint = raw.steps["raw-finger-me-saint-iql-s0"].params["config"]
+    assert {k: v for k, v in saint.items() if k not in ("normalise", "asm")} == {
+        k: v for k, v in early.items() if k != "asm"}
+
+
 def test_report_scores_on_the_0_100_scale_when_asked(tmp_path):
     from pipelines.reporting import results_table
 
