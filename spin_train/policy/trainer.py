@@ -4,7 +4,8 @@ objective on a dataset, evaluated in the real environment (Algorithm 2).
 ``train_policy(PolicyConfig(dataset=..., asm=..., actor=..., algo=...))`` writes a run
 directory: ``config.json``, ``metrics.csv``/``metrics.jsonl`` (one row per evaluation),
 ``checkpoints/`` (``last.pt`` plus one per evaluation, loaded with ``weights_only=True``),
-``policy.pt`` (final weights) and ``learning_curve.png``. Re-running the same command resumes.
+``policy.pt`` (final weights) and ``learning_curve.png``. Re-running the same command resumes,
+from the last evaluation or, before the first one, from the end of the learner's first phase.
 
 Wall-clock (``wall_clock_s``) counts gradient steps (and SPIN-Distill's distillation) from the
 start of the run, plus, for actors built on a pre-trained ASM, the ASM's own recorded stage-1
@@ -262,6 +263,9 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     if state is None:  # the untrained policy is the curve's first point
         log.log(_evaluation(algo, norm, cfg, env_name, env_kwargs, 0, device)
                 | {"step": 0, "wall_clock_s": wall} | first_phase)
+        # Stopped before the first evaluation, a run resumes here: its first phase (a critic
+        # prefit, SPIN-Distill's distillation: up to hours) is not done again.
+        _save(run_dir, algo, buffer, generator, 0, wall)
 
     update = maybe_compile(algo.update, cfg.compile)
     bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not cfg.progress,

@@ -245,6 +245,41 @@ def test_resumed_run_equals_an_uninterrupted_one(maze_medium_expert, tmp_path):
                                  eval_every=20, eval_episodes=3, beta=1.0))
 
 
+def test_a_run_stopped_after_its_critic_prefit_resumes_without_fitting_it_again(
+        maze_medium_expert, tmp_path, monkeypatch):
+    """Stopped (Ctrl-C) at its first actor step, a run with a critic prefit restarts from the
+    checkpoint written after the prefit and ends as a straight run does."""
+    from spin_train.algos import IQL
+
+    store, _ = maze_medium_expert
+    kw = dict(actor="factored", steps=40, eval_every=20, eval_episodes=3, critic_prefit=50)
+    straight = train_policy(_policy_cfg(store, tmp_path, "straight", **kw))
+
+    def stopped(self, batch, generator=None):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(IQL, "update", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            train_policy(_policy_cfg(store, tmp_path, "resumed", **kw))
+    run_dir = tmp_path / "resumed"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 0
+    assert [r["step"] for r in read_metrics(run_dir)] == [0]
+
+    def fitted_again(self, phase):
+        raise AssertionError("the critic prefit ran again")
+
+    monkeypatch.setattr(IQL, "first_phase", fitted_again)
+    resumed = train_policy(_policy_cfg(store, tmp_path, "resumed", **kw))
+    a = load_checkpoint(straight.run_dir / "policy.pt")["algo"]
+    b = load_checkpoint(resumed.run_dir / "policy.pt")["algo"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
+    assert [r["step"] for r in rb] == [0, 20, 40]
+    assert [r["eval_return_mean"] for r in ra] == [r["eval_return_mean"] for r in rb]
+    assert rb[0]["critic_prefit_q_mean"] == ra[0]["critic_prefit_q_mean"] is not None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_resumed_run_equals_an_uninterrupted_one_on_cuda(maze_medium_expert, tmp_path):
     """SAINT with dropout draws from the CUDA generator: its state is saved too."""
