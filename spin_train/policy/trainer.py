@@ -3,7 +3,7 @@ objective on a dataset, evaluated in the real environment (Algorithm 2).
 
 ``train_policy(PolicyConfig(dataset=..., asm=..., actor=..., algo=...))`` writes a run
 directory: ``config.json``, ``metrics.csv``/``metrics.jsonl`` (one row per evaluation),
-``checkpoints/`` (``last.pt`` plus one per evaluation, loaded with ``weights_only=True``),
+``checkpoints/last.pt`` (the full state at the last evaluation, loaded with ``weights_only=True``),
 ``policy.pt`` (final weights) and ``learning_curve.png``. Re-running the same command resumes,
 from the last evaluation or, before the first one, from the end of the learner's first phase.
 
