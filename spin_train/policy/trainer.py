@@ -71,7 +71,7 @@ class PolicyConfig(IQLOptions, AWACOptions, BCQOptions, DiscreteBCQOptions, Disc
     reward_scale: float | None = option(
         None, "rewards x this; default 1, or 1/max|r| if a step's |r| > 1")
     normalise: bool = option(
-        True, "standardise observations (spin/distill use the ASM's statistics)")
+        True, "standardise observations (spin/distill: as their ASM did, with its statistics)")
     eval_every: int = option(5_000, "gradient steps between evaluations (and checkpoints)",
                              resumable=True)
     eval_episodes: int = option(10, "episodes per evaluation, run as one batch of environments")
@@ -154,8 +154,9 @@ def default_run_dir(cfg: PolicyConfig, dataset_id: str) -> Path:
     return Path("runs") / "policy" / f"{dataset_id}-{cfg.actor}-{cfg.algo}-s{cfg.seed}"
 
 
-def _check_asm_matches(info: dict[str, Any], cached, dataset: str) -> None:
-    """Refuse an ASM pre-trained on another task or bin grid, naming both."""
+def _check_asm_matches(info: dict[str, Any], cached, dataset: str, normalise: bool) -> None:
+    """Refuse an ASM pre-trained on another task or bin grid, naming both, or on observations
+    standardised otherwise than ``normalise`` asks (the actor sees what its ASM saw)."""
     d = info["dataset"]
     check_compatible(f"{cached.metadata.get('dataset_id', '?')} ({dataset})", cached.obs_dim,
                      cached.bin_grid, f"the ASM's dataset {d.get('dataset_id')} "
@@ -165,6 +166,13 @@ def _check_asm_matches(info: dict[str, Any], cached, dataset: str) -> None:
     if ours and theirs and ours != theirs:
         raise ValueError(f"the ASM was pre-trained on {theirs}, the dataset is {ours}: "
                          f"pre-train an ASM on this task")
+    standardised = bool(info.get("normaliser"))
+    if standardised != normalise:
+        seen = "standardised" if standardised else "raw"
+        raise ValueError(f"the ASM was pre-trained on {seen} observations, and spin and distill "
+                         f"see what their ASM saw: pass --{'' if standardised else 'no-'}"
+                         f"normalise, or pre-train an ASM with --{'' if normalise else 'no-'}"
+                         f"normalise")
 
 
 def build_learner(cfg: PolicyConfig, obs_dim: int, bins: tuple[int, ...],
@@ -198,7 +206,7 @@ def train_policy(cfg: PolicyConfig) -> PolicyResult:
     asm, asm_info, stage1_s = None, None, 0.0
     if cfg.asm:
         asm, asm_info = load_asm(cfg.asm, device=device)
-        _check_asm_matches(asm_info, cached, cfg.dataset)
+        _check_asm_matches(asm_info, cached, cfg.dataset, cfg.normalise)
         stage1_s = float(asm_info.get("wall_clock_s", 0.0))
     if asm_info is not None:
         normaliser = asm_normaliser(asm_info)

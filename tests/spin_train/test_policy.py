@@ -330,6 +330,36 @@ def test_an_asm_of_another_task_is_refused(maze_medium_expert, maze_asm, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+def test_an_asm_standardised_otherwise_than_asked_is_refused(maze_medium_expert, maze_asm,
+                                                             tmp_path):
+    """spin sees what its ASM saw: --no-normalise on a standardised ASM is refused, not
+    silently overridden."""
+    store, _ = maze_medium_expert
+    res = CliRunner().invoke(spin_train_main, [
+        "policy", "--dataset", str(store), "--actor", "spin", "--asm", str(maze_asm.asm_path),
+        "--no-normalise", "--device", "cpu", "--cache-dir", str(tmp_path / "c"),
+        "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert ("the ASM was pre-trained on standardised observations" in res.output
+            and "pass --normalise" in res.output)
+    assert not (tmp_path / "run").exists()
+
+    raw = pretrain(PretrainConfig(dataset=str(store), out=str(tmp_path / "raw-asm"), epochs=1,
+                                  batch_size=256, cache_dir=str(tmp_path / "c"), device="cpu",
+                                  progress=False, d_model=32, n_layers=1, head_hidden=32,
+                                  normalise=False))
+    common = ["policy", "--dataset", str(store), "--actor", "spin", "--asm", str(raw.asm_path),
+              "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--steps", "10",
+              "--eval-every", "10", "--eval-episodes", "1"]
+    res = CliRunner().invoke(spin_train_main, [*common, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "pre-trained on raw observations" in res.output, res.output
+    assert "pass --no-normalise" in res.output and not (tmp_path / "run").exists()
+    res = CliRunner().invoke(spin_train_main, [*common, "--no-normalise", "--out",
+                                               str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["normaliser"] is None
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_policy_on_cuda(maze_medium_expert, maze_asm, tmp_path):
