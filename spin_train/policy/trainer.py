@@ -166,7 +166,7 @@ def _check_asm_matches(info: dict[str, Any], cached, dataset: str, normalise: bo
     if ours and theirs and ours != theirs:
         raise ValueError(f"the ASM was pre-trained on {theirs}, the dataset is {ours}: "
                          f"pre-train an ASM on this task")
-    standardised = bool(info.get("normaliser"))
+    standardised = asm_normaliser(info) is not None
     if standardised != normalise:
         seen = "standardised" if standardised else "raw"
         raise ValueError(f"the ASM was pre-trained on {seen} observations, and spin and distill "
