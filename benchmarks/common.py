@@ -136,6 +136,8 @@ def humanoid_rollouts(steps: int, *, seed: int = 0) -> list[tuple]:
 #: task -> (observation features D, sub-action dimensions N, bins per dimension, episode length)
 TASKS = {
     "humanoid": (67, 21, 3, 1000),
+    "cheetah": (17, 6, 3, 1000),
+    "finger": (9, 2, 3, 1000),
     "dog30": (223, 38, 30, 1000),
     "maze5": (2, 5, 2, 150),
 }
