@@ -48,8 +48,9 @@ them on the host only at evaluations, every 5,000 steps). ``--compile`` adds row
 Both sides get the same sizes (d_model 256, 4 heads, 3 blocks, FFN 2d, head width 128, critics
 and value net 256, batch 256) and the same task shape (``--task humanoid`` obs 67, 21 dims x 3
 bins; ``cheetah`` obs 17, 6 x 3; ``finger`` obs 9, 2 x 3; ``dog30`` obs 223, 38 x 30; ``maze5``
-obs 2, 5 x 2). The data are random (steps/s do not depend on the values). Timed steps end with a device synchronisation before the clock is read;
-rows are interleaved within each repeat (a shared host drifts).
+obs 2, 5 x 2). The data are random (steps/s do not depend on the values). Timed steps end with
+a device synchronisation before the clock is read; rows are interleaved within each repeat (a
+shared host drifts).
 
     python benchmarks/policy.py [--task humanoid|cheetah|finger|dog30|maze5] [--device cpu|cuda]
         [--steps 50] [--warmup 5] [--repeats 3] [--compile] [--threads N]
