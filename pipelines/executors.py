@@ -72,7 +72,11 @@ class RayExecutor:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            from spin_data.blas import pinned_env
+
+            # Workers of a cluster started elsewhere run the driver's OpenBLAS kernels too.
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": pinned_env()})
             self._started = True
         # No retries: a step that failed recorded why; re-running it is the user's call.
         self._remote = ray.remote(max_retries=0)(run_step)

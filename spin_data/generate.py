@@ -33,6 +33,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from spin_data.behaviour.ladder import WEAK_EXPERT_THRESHOLD
+from spin_data.blas import CORETYPE as BLAS_CORETYPE
+from spin_data.blas import cpu_runs_pinned_kernels, openblas_core
 from spin_data.collect import (BatchPolicy, RandomActionPolicy, UniformRandomPolicy,
                                collect_episodes)
 from spin_data.envs import registry
@@ -284,7 +286,11 @@ class TaskPool:
             import ray
 
             if not ray.is_initialized():
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                from spin_data.blas import pinned_env
+
+                # Workers of a cluster started elsewhere run the driver's OpenBLAS kernels too.
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": pinned_env()})
             self._remote = ray.remote(num_cpus=1)(run_task)
         elif backend != "local":
             raise ValueError(f"unknown backend {backend!r}: accepted {', '.join(BACKENDS)}")
@@ -403,6 +409,11 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
         if warning:
             warnings.append(warning)
     timings["behaviour"] = time.perf_counter() - start
+    openblas = openblas_core()
+    if openblas not in (None, BLAS_CORETYPE) and cpu_runs_pinned_kernels():
+        warnings.append(f"numpy's OpenBLAS runs {openblas} kernels, not the {BLAS_CORETYPE} ones "
+                        "spin pins (numpy was loaded before spin_data): this dataset's bytes may "
+                        "differ from the same recipe's made on another CPU")
 
     staging = _prepare_staging(recipe, location)
     start = time.perf_counter()
@@ -442,6 +453,9 @@ def _generate_locked(recipe: Recipe, out: str, *, workers: int, n_envs: int, bac
             "expert": reference.expert, "random": reference.random, "source": reference.source},
         "seeds": {"master": recipe.seed,
                   "episode_seed": "SeedSequence([master, source code, index]) >> 1"},
+        # Behaviour policies act in float64 (spin_data/behaviour/policy.py); the OpenBLAS
+        # kernels numpy ran the simulator's set-up and observations with (spin_data/blas.py).
+        "numerics": {"behaviour_forward": "float64", "openblas_core": openblas},
         "warnings": warnings,
     }
     publish(location, metadata, workers=workers, staging_dir=staging,

@@ -3,7 +3,9 @@ import os
 # Stepping needs no display; rendering (where tested) uses EGL. Set before dm_control is imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import torch
+# Before numpy loads: tests run with the OpenBLAS kernels the CLIs pin (spin_data/blas.py).
+import spin_data  # noqa: E402,F401
+import torch  # noqa: E402
 
 # The tests train and run small networks; on a 2-core machine extra intra-op threads only
 # contend with the simulators and with each other.

@@ -17,6 +17,14 @@ hash alike and the hashes recorded in ladders could not be reproduced.
 :class:`BehaviourPolicy` turns observations into bin indices. Its randomness comes from numpy
 generators passed in by the caller, never from torch's global RNG, so dataset collection is
 reproducible from episode seeds alone (and matches :class:`spin_data.collect.BatchPolicy`).
+
+Why float64: the network runs in float64 (weights upcast exactly from the float32 checkpoint,
+observations taken as the float32 values a dataset stores). In float32, the matmul kernels a
+BLAS picks for a CPU round differently (measured: up to 5.5e-6 in fish's pre-tanh mean between
+MKL's default and ``MKL_CBWR=COMPATIBLE`` paths on one machine), so an action near a bin
+boundary could land in another bin on another machine and the episode, and the dataset's
+bytes, diverge from there. In float64 the same two paths differ by about 1e-14, so a pick moves
+only for an action within that distance of a boundary: datasets are the same on every CPU.
 """
 
 from __future__ import annotations
@@ -263,8 +271,10 @@ RngLike = np.random.Generator | Sequence[np.random.Generator]
 class BehaviourPolicy:
     """A trained behaviour policy: observations ``(B, D)`` -> bin indices ``(B, N)``.
 
+    Runs the network in float64 (see the module docstring): ``module`` is converted in place.
+
     Attributes:
-        module: the SB3 policy module (eval mode, CPU).
+        module: the SB3 policy module (eval mode, float64).
         spec: the policy.json content.
         bin_grid: the grid the indices refer to.
         algorithm: ``"sac"`` or ``"ppo"``.
@@ -274,7 +284,8 @@ class BehaviourPolicy:
 
     def __init__(self, module: torch.nn.Module, spec: dict[str, Any],
                  checkpoint: Path | None = None, sha256: str | None = None) -> None:
-        self.module = module
+        # load_state_dict copies float32 checkpoints into these float64 parameters exactly.
+        self.module = module.double()
         self.spec = spec
         self.algorithm: str = spec["algorithm"]
         self.bin_grid = BinGrid.from_dict(spec["bin_grid"])
@@ -290,14 +301,31 @@ class BehaviourPolicy:
 
     @torch.no_grad()
     def distribution(self, observations: np.ndarray) -> CategoricalFactors | SquashedGaussian:
-        """The action distribution at each observation (float32-castable ``(B, D)``)."""
-        obs = self._tensor(observations)
+        """The action distribution at each observation (float32-castable ``(B, D)``), computed in
+        float64 from the float32 observations."""
+        module = self.module
         if self.algorithm == "ppo":
-            dist = self.module.get_distribution(obs).distribution  # list of torch Categoricals
-            return CategoricalFactors([d.probs.double().cpu().numpy() for d in dist])
-        mean, log_std, _ = self.module.actor.get_action_dist_params(obs)
-        return SquashedGaussian(mean.double().cpu().numpy(), log_std.double().exp().cpu().numpy(),
+            features = self._features(observations, module.pi_features_extractor)
+            logits = module.action_net(module.mlp_extractor.forward_actor(features))
+            split = torch.split(logits, list(module.action_dist.action_dims), dim=1)
+            return CategoricalFactors([torch.softmax(x, dim=1).cpu().numpy() for x in split])
+        from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN
+
+        actor = module.actor
+        latent = actor.latent_pi(self._features(observations, actor.features_extractor))
+        # SB3's Actor.get_action_dist_params, minus its float32 cast of the observations.
+        log_std = torch.clamp(actor.log_std(latent), LOG_STD_MIN, LOG_STD_MAX)
+        return SquashedGaussian(actor.mu(latent).cpu().numpy(), log_std.exp().cpu().numpy(),
                                 self.bin_grid.low, self.bin_grid.high)
+
+    def _features(self, observations: np.ndarray, extractor: torch.nn.Module) -> torch.Tensor:
+        """SB3's ``extract_features`` in float64: its preprocessing casts to float32, which the
+        float32 observations survive exactly, then the upcast."""
+        from stable_baselines3.common.preprocessing import preprocess_obs
+
+        obs = preprocess_obs(self._tensor(observations), self.module.observation_space,
+                             normalize_images=self.module.normalize_images)
+        return extractor(obs.double())
 
     def act(self, observations: np.ndarray, rng: RngLike | None = None,
             deterministic: bool = False) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from spin_data.blas import openblas_core
 from spin_data.cli import main as spin_data_main
 from spin_data.collect import UniformRandomPolicy, collect_episodes
 from spin_data.envs import make_env, reference_score
@@ -279,6 +280,9 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
     assert ds.metadata["behaviour"]["learner_library"] == "sbx"
     assert ds.metadata["behaviour"]["config"]["library"] == "sbx"
     assert "jax" in ds.metadata["behaviour"]["library"]
+    # The policies acted in float64 with the pinned OpenBLAS kernels (tests/conftest.py).
+    assert ds.metadata["numerics"] == {"behaviour_forward": "float64",
+                                       "openblas_core": openblas_core()}
     from spin_data.tools import info_card
 
     card = info_card(ds)  # what `spin-data info` prints: the learner, the picks, the warning
