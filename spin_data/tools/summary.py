@@ -50,6 +50,7 @@ def info_dict(ds: Dataset) -> dict[str, Any]:
         "creator": md.get("creator"),
         "created": md.get("created"),
         "versions": md.get("versions"),
+        "numerics": md.get("numerics"),
         "schema_version": ds.schema_version,
         "content_checksum": ds.content_checksum,
     }
@@ -131,5 +132,9 @@ def info_card(ds: Dataset, scale: str = "fraction") -> str:
     if versions:
         lines.append("  versions      " + ", ".join(f"{k} {v}" for k, v in versions.items()
                                                    if v is not None))
+    numerics = d["numerics"] or {}
+    if numerics:  # stores made since behaviour policies run in float64 with pinned OpenBLAS
+        lines.append(f"  numerics      behaviour policies in {numerics.get('behaviour_forward')}, "
+                     f"OpenBLAS {numerics.get('openblas_core') or 'unknown'} kernels")
     lines.append(f"  content       {d['content_checksum']}")
     return "\n".join(lines)

@@ -288,6 +288,8 @@ def test_a_weak_dmc_expert_is_reported_and_recorded_never_silently_expert(tmp_pa
     card = info_card(ds)  # what `spin-data info` prints: the learner, the picks, the warning
     assert f"  behaviour     sac (sbx), 6,000 steps; expert step {expert['step']:,}" in card
     assert warning in card and collected_warning in card
+    assert (f"  numerics      behaviour policies in float64, OpenBLAS {openblas_core()} kernels"
+            in card)
 
 
 def test_collected_expert_episodes_below_the_line_are_flagged():
