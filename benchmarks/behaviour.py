@@ -39,6 +39,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import spin_data  # noqa: E402,F401  (before numpy: pins its BLAS kernels, spin_data/blas.py)
 from common import write_results  # noqa: E402
 
 from spin_data.behaviour import BehaviourConfig, BehaviourPolicy  # noqa: E402

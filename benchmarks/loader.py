@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import spin_data  # noqa: F401  (first: pins numpy's BLAS kernels, spin_data/blas.py)
 import numpy as np
 import torch
 

@@ -69,6 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import spin_data  # noqa: F401  (first: pins numpy's BLAS kernels, spin_data/blas.py)
 import numpy as np
 import torch
 import torch.nn.functional as F

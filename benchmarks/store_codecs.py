@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import spin_data  # noqa: F401  (first: pins numpy's BLAS kernels, spin_data/blas.py)
 import numpy as np
 
 os.environ.setdefault("MUJOCO_GL", "egl")
