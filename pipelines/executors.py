@@ -69,15 +69,10 @@ class RayExecutor:
     def __init__(self, address: str | None = None) -> None:
         import ray
 
-        self._ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            from spin_data.blas import pinned_env
+        from spin_data.cluster import connect_ray
 
-            # Workers of a cluster started elsewhere run the driver's OpenBLAS kernels too.
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": pinned_env()})
-            self._started = True
+        self._ray = ray
+        self._started = connect_ray(address)
         # No retries: a step that failed recorded why; re-running it is the user's call.
         self._remote = ray.remote(max_retries=0)(run_step)
         resources = ray.cluster_resources()

@@ -285,12 +285,9 @@ class TaskPool:
         elif backend == "ray":
             import ray
 
-            if not ray.is_initialized():
-                from spin_data.blas import pinned_env
+            from spin_data.cluster import connect_ray
 
-                # Workers of a cluster started elsewhere run the driver's OpenBLAS kernels too.
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": pinned_env()})
+            connect_ray(address)
             self._remote = ray.remote(num_cpus=1)(run_task)
         elif backend != "local":
             raise ValueError(f"unknown backend {backend!r}: accepted {', '.join(BACKENDS)}")

@@ -8,8 +8,13 @@ torch, which runs the behaviour policy's network.
 
 import json
 import os
+import secrets
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +134,47 @@ print(json.dumps({{"numerics": md["numerics"], "warnings": md["warnings"]}}))
     assert late["numerics"]["openblas_core"] == other
     [warning] = late["warnings"]
     assert warning.startswith(f"numpy's OpenBLAS runs {other} kernels, not the {CORETYPE} ones")
+
+
+#: Connects to the Ray cluster at ADDRESS as spin's backends do: the kernels a worker there runs.
+RAY_WORKER = """
+import json, os, ray
+from spin_data.cluster import connect_ray
+connect_ray(ADDRESS)
+
+@ray.remote
+def kernels():
+    import numpy  # noqa: F401  (before spin, so the worker's own environment decides)
+    from spin_data.blas import openblas_core
+    return {"env": os.environ.get("OPENBLAS_CORETYPE"), "core": openblas_core()}
+
+print(json.dumps(ray.get(kernels.remote())))
+"""
+
+
+@pytest.mark.skipif(not cpu_runs_pinned_kernels() or openblas_core() is None,
+                    reason="needs numpy's own OpenBLAS on a Linux CPU with AVX2 and FMA")
+def test_workers_of_a_ray_cluster_started_elsewhere_run_the_pinned_kernels():
+    """A cluster whose nodes were started with other kernels (another CPU's choice, forced
+    here) still runs spin's tasks on the driver's pinned ones."""
+    pytest.importorskip("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Ray >= 2.59 starts local clusters with token auth; head and driver share one token.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env.update(auth, OPENBLAS_CORETYPE=other_coretype())
+    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths have a length limit
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+         f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
+         f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        worker = run_python(f"ADDRESS = '127.0.0.1:{port}'\n" + RAY_WORKER, auth)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert worker == {"env": CORETYPE, "core": CORETYPE}
