@@ -4,20 +4,25 @@ training, and a tampered checkpoint refused."""
 
 import dataclasses
 import hashlib
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from spin_data.behaviour import load_ladder, run_directory
+from spin_data.behaviour import BehaviourConfig, load_ladder, load_policy, run_directory
+from spin_data.behaviour.evaluation import eval_seeds, evaluate_returns
 from spin_data.behaviour.policy import CheckpointError, load_weights, save_state
-from spin_data.behaviour.shipped import find_shipped, ship_run, shipped_name
+from spin_data.behaviour.shipped import find_shipped, ship_run, shipped_checkpoint, shipped_name
 from spin_data.cli import main as spin_data_main
 from spin_data.files import file_sha256
 from spin_data.generate import behaviour_config, generate
 from spin_data.recipe import Recipe
 from spin_data.store import open_dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_checkpoint_bytes_are_a_function_of_the_weights(tmp_path):
@@ -122,3 +127,20 @@ def test_shipping_a_run_of_pt_checkpoints_rederives_the_same_hashes(trained, tmp
         (r.checkpoint, r.sha256) for r in load_ladder(run).rungs]
     with pytest.raises(ValueError, match="not a finished, confirmed behaviour run"):
         ship_run(tmp_path / "shipped" / "checkpoints", tmp_path / "elsewhere")
+
+
+SHIPPED_DMC = sorted(p.parent for p in (REPO / "datasets" / "ladders").glob("*/ladder.json"))
+
+
+@pytest.mark.parametrize("run", SHIPPED_DMC, ids=lambda p: p.name)
+def test_a_shipped_expert_scores_the_return_its_ladder_recorded(run):
+    """The catalogue's recorded rung returns hold with today's numerics (float64 forward,
+    pinned OpenBLAS kernels): each shipped expert, re-scored on its ladder's evaluation
+    episodes, gives the recorded mean to float rounding. (Measured 2026-12-07: every shipped
+    rung, medium ones too, gives the recorded mean exactly.)"""
+    ladder = load_ladder(run)
+    expert = ladder.expert()
+    config = BehaviourConfig.from_dict(json.loads((run / "config.json").read_text()))
+    returns = evaluate_returns(config, load_policy(str(shipped_checkpoint(run, expert))))
+    assert len(returns) == config.eval_episodes == len(eval_seeds(config))
+    assert returns.mean() == pytest.approx(expert.mean_return, rel=1e-5)
