@@ -175,12 +175,22 @@ class BehaviourConfig:
         unknown_spin = {"reward_shaping_scale"} - set(params)
         if unknown_spin & set(self.hyperparameters):
             raise ValueError("reward_shaping_scale applies to PPO on mazes only")
-        params.update(copy.deepcopy(self.hyperparameters))
+        unknown = sorted(set(self.hyperparameters) - set(params))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter {unknown[0]!r} for {self.algorithm}: "
+                             f"accepted {', '.join(params)}")
+        for key, value in self.hyperparameters.items():
+            params[key] = _checked_value(key, value, params[key])
         if params["activation_fn"] not in ACTIVATIONS:
             raise ValueError(
                 f"activation_fn must be one of {', '.join(ACTIVATIONS)}, got {params['activation_fn']!r}"
             )
         self.hyperparameters = params
+
+    def changed_hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters that differ from the algorithm's documented defaults."""
+        defaults = default_hyperparameters(self.algorithm, self.family)
+        return {k: v for k, v in self.hyperparameters.items() if defaults.get(k) != v}
 
     @property
     def canonical_env(self) -> str:
@@ -212,6 +222,29 @@ class BehaviourConfig:
         identity["env"] = self.canonical_env
         blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _checked_value(key: str, value: Any, default: Any) -> Any:
+    """``value`` for hyperparameter ``key`` if it has the kind of its default (a whole float
+    such as 1e6 for an integer becomes an int); else ValueError naming what is accepted."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        if number and float(value).is_integer():
+            value = int(value)
+        ok, kind = number and isinstance(value, int), "an integer"
+    elif isinstance(default, float):
+        ok, kind = number, "a number"
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and len(value) > 0 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        kind = "a list of layer widths such as [256, 256]"
+    else:  # text defaults: an activation name, or ent_coef's "auto" (a number is accepted too)
+        ok, kind = isinstance(value, str) or number, "text or a number"
+    if not ok:
+        raise ValueError(f"hyperparameter {key} must be {kind}, got {value!r}")
+    return copy.deepcopy(value)
 
 
 # ================================================================================ presets

@@ -9,6 +9,8 @@ and rungs are projected from both.
 
 from __future__ import annotations
 
+import json
+
 import time
 from dataclasses import dataclass
 
@@ -40,8 +42,10 @@ class TrainingEstimate:
     def describe(self) -> str:
         """One paragraph: what the run does and how long it should take here."""
         c = self.config
+        changed = ", ".join(f"{k}={json.dumps(v)}" for k, v in c.changed_hyperparameters().items())
         return (f"behaviour: {c.algorithm} ({c.library}, {self.device}) on {c.canonical_env} at "
-                f"{c.bins} bins, {c.grid} grid (cache key {c.cache_key()}): "
+                f"{c.bins} bins, {c.grid} grid{', ' + changed if changed else ''} "
+                f"(cache key {c.cache_key()}): "
                 f"{self.steps_left:,} env steps left of {c.budget:,}, a rung every "
                 f"{c.eval_every:,} steps ({c.eval_episodes} evaluation episodes each). Measured "
                 f"here: {self.steps_per_s:,.0f} steps/s, {self.eval_s:.1f} s per evaluation -> "

@@ -33,6 +33,24 @@ def _parse_budget(value: str) -> str | int:
     return steps
 
 
+def _parse_overrides(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` (repeatable): VALUE is read as JSON (``128``, ``3e-4``,
+    ``[512,512]``, ``true``), else kept as text (``auto``)."""
+    import json
+
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. batch_size=128",
+                                     param_hint="--set")
+        try:
+            params[key.strip()] = json.loads(text)
+        except ValueError:
+            params[key.strip()] = text.strip()
+    return params
+
+
 def _last_rung_text(config: Any, cache_dir: str | None) -> str:
     from spin_data.behaviour import load_ladder, run_directory
 
@@ -89,6 +107,11 @@ def announce_behaviour(config: Any, cache_dir: str | None) -> None:
               show_default=True, help="Learner and env seed.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Directory of runs (default: $SPIN_CACHE_DIR/behaviour, ~/.cache/spin/behaviour).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one of the learner's hyperparameters (repeatable; VALUE as JSON: "
+                   "--set batch_size=128 --set net_arch=[512,512]). The keys are the "
+                   "algorithm's defaults in spin_data/behaviour/config.py; a changed value is "
+                   "another run, with its own cache key.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--dry-run", is_flag=True,
               help="Only say what the run would do and how long it should take here (a few "
@@ -96,7 +119,8 @@ def announce_behaviour(config: Any, cache_dir: str | None) -> None:
 def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
                             algorithm: str | None,
                             budget: str, seed: int, cache_dir: str | None,
-                            no_progress: bool, library: str | None, dry_run: bool) -> None:
+                            no_progress: bool, library: str | None, dry_run: bool,
+                            overrides: tuple[str, ...]) -> None:
     """Train a behaviour policy into a checkpoint ladder (cached and resumable).
 
     Prints the ladder (expert and medium rungs marked) and the run directory. Running the same
@@ -106,6 +130,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
     from spin_data.behaviour import preset, run_directory, train_behaviour
 
     steps = _parse_budget(budget)
+    hyperparameters = _parse_overrides(overrides)
     try:
         spec = registry.resolve(env_name)
     except ValueError as err:
@@ -115,7 +140,7 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
     grid = grid or ("unit" if spec.family == "dmc" else "actuator")
     try:
         config = preset(env_name, steps, bins=bins, grid=grid, algorithm=algorithm,
-                        library=library, seed=seed)
+                        library=library, seed=seed, hyperparameters=hyperparameters)
     except ValueError as err:
         raise click.UsageError(one_line(err)) from None
     with store_errors():

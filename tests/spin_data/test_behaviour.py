@@ -534,7 +534,11 @@ def test_config_defaults_presets_and_cache_key():
     for bad in [{"env": "nope"}, {"env": "maze", "bins": 3}, {"env": "cheetah", "bins": 1},
                 {"env": "cheetah", "algorithm": "dqn"}, {"env": "cheetah", "budget": 0},
                 {"env": "cheetah", "hyperparameters": {"reward_shaping_scale": 1.0}},
-                {"env": "cheetah", "hyperparameters": {"activation_fn": "os.system"}}]:
+                {"env": "cheetah", "hyperparameters": {"activation_fn": "os.system"}},
+                {"env": "cheetah", "hyperparameters": {"batchsize": 128}},
+                {"env": "cheetah", "hyperparameters": {"batch_size": 12.5}},
+                {"env": "cheetah", "hyperparameters": {"learning_rate": "fast"}},
+                {"env": "cheetah", "hyperparameters": {"net_arch": 256}}]:
         with pytest.raises(ValueError):
             BehaviourConfig(**bad)
     with pytest.raises(ValueError):
@@ -566,6 +570,11 @@ def test_reward_shaping_is_potential_based():
     ["--env", "cheetah", "--budget", "0"],
     ["--env", "cheetah", "--budget", "-100"],
     ["--env", "cheetah", "--budget", "lots"],
+    ["--env", "cheetah", "--set", "batch_size"],
+    ["--env", "cheetah", "--set", "batchsize=128"],
+    ["--env", "cheetah", "--set", "batch_size=big"],
+    ["--env", "cheetah", "--set", "net_arch=[0]"],
+    ["--env", "cheetah", "--algorithm", "sac", "--set", "policy_delay=3"],
 ])
 def test_cli_rejects_bad_input_with_a_usage_error(args, tmp_path):
     result = CliRunner().invoke(main, ["train-behaviour", *args, "--cache-dir", str(tmp_path)])
@@ -585,6 +594,25 @@ def test_cli_prints_the_ladder_and_the_run_directory(maze_run, cache):
     assert (f"expert: step {expert.step:,}, return {expert.estimate:.2f} over "
             f"{ladder.confirm_episodes} episodes, normalised "
             f"{reference_score('maze-5').normalise(expert.estimate):.3f}") in result.output
+
+
+def test_hyperparameter_overrides_make_another_run_and_are_named_in_the_plan(tmp_path):
+    base = preset("cheetah", "default", grid="unit")
+    smaller = preset("cheetah", "default", grid="unit",
+                     hyperparameters={"batch_size": 128, "buffer_size": 1e5})
+    assert smaller.hyperparameters["batch_size"] == 128
+    assert smaller.hyperparameters["buffer_size"] == 100_000  # a whole float: an integer
+    assert isinstance(smaller.hyperparameters["buffer_size"], int)
+    assert smaller.changed_hyperparameters() == {"buffer_size": 100_000, "batch_size": 128}
+    assert base.changed_hyperparameters() == {}
+    assert smaller.cache_key() != base.cache_key()
+    result = CliRunner().invoke(main, ["train-behaviour", "--env", "maze-5", "--budget", "test",
+                                       "--set", "ent_coef=0.05", "--set", "n_epochs=4",
+                                       "--cache-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    config = preset("maze-5", "test", hyperparameters={"ent_coef": 0.05, "n_epochs": 4})
+    assert (f"behaviour: ppo (sb3, cpu) on maze-5 at 2 bins, actuator grid, n_epochs=4, "
+            f"ent_coef=0.05 (cache key {config.cache_key()})") in result.output
 
 
 def test_cli_dry_run_says_what_and_how_long_and_trains_nothing(tmp_path):
