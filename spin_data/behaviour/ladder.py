@@ -102,6 +102,8 @@ class Ladder:
         complete: whether the run reached its budget.
         extended_from: cache key of the shorter run (same settings, smaller budget) whose rungs
             and training state this run continued, or None for a run trained from scratch.
+        cut_from: cache key of the longer run (same settings, larger budget) whose first
+            ``budget`` steps this run is, or None.
         confirm_episodes: fresh episodes each expert candidate was scored on once the run
             finished (0: not confirmed yet; see the module docstring).
         medium_confirmed: whether the medium candidates were confirmed as well (ladders
@@ -119,6 +121,7 @@ class Ladder:
     rungs: list[Rung] = field(default_factory=list)
     complete: bool = False
     extended_from: str | None = None
+    cut_from: str | None = None
     confirm_episodes: int = 0
     medium_confirmed: bool = False
 

@@ -26,6 +26,12 @@ same settings with a larger budget *extends* it (:func:`find_shorter_run`, :func
 copies its rungs and training state and goes on from its last rung) instead of starting over;
 deleting ``resume/`` of a finished run reclaims its disk (the replay buffer: about
 ``buffer_size x 2 x obs_dim x 4`` bytes) and only gives up that extension.
+
+The other way round, a run with a *smaller* budget is *cut* from a longer one, finished or
+still training, that has already scored a rung at that budget (:func:`find_longer_run`,
+:func:`cut_run`): a run's training does not depend on its budget (each rung's steps are one
+``learn`` call that stops at the rung), so its first N steps are what a run of budget N trains.
+The cut run copies the rungs up to N and their checkpoints and needs only its confirmation.
 """
 
 from __future__ import annotations
@@ -209,6 +215,59 @@ def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, La
         if best is None or ladder.budget > best[1].budget:
             best = (other, ladder)
     return best
+
+
+def find_longer_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Ladder] | None:
+    """The run in ``cache_dir`` that ``config``'s run can be cut from, or None.
+
+    That is a run, finished or not, whose settings are ``config``'s except a larger budget,
+    that has scored a rung at exactly ``config.budget`` and still holds the checkpoints of the
+    rungs up to it; among several, the first by folder name.
+    """
+    for other in sorted(cache_dir.glob(f"{config.canonical_env}-*")):
+        ladder = load_ladder(other)
+        if (ladder is None or ladder.budget <= config.budget
+                or not any(r.step == config.budget for r in ladder.rungs)):
+            continue
+        try:
+            theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            continue  # unreadable or from an older spin: not ours to cut
+        if dataclasses.replace(theirs, budget=config.budget).cache_key() != config.cache_key():
+            continue
+        if all((other / r.checkpoint).is_file() for r in ladder.rungs if r.step <= config.budget):
+            return other, ladder
+    return None
+
+
+def cut_run(config: BehaviourConfig, run: Path, source: Path, longer: Ladder) -> Ladder:
+    """Copy a longer run's rungs up to ``config.budget`` and their checkpoints into ``run``;
+    its ladder, renamed to this run and complete (not yet confirmed). The longer run is left as
+    it was.
+
+    Raises:
+        ValueError: a copied checkpoint's sha256 is not the one its ladder records.
+    """
+    from spin_data.files import file_sha256, write_text_atomic
+
+    rungs = [dataclasses.replace(r, confirm_returns=()) for r in longer.rungs
+             if r.step <= config.budget]
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run / "resume", ignore_errors=True)
+    (run / "checkpoints").mkdir(parents=True)
+    for rung in rungs:
+        shutil.copyfile(source / rung.checkpoint, run / rung.checkpoint)
+        if file_sha256(run / rung.checkpoint) != rung.sha256:
+            raise ValueError(f"{source / rung.checkpoint}: sha256 does not match its ladder's "
+                             f"{rung.sha256}; not cutting a run from it")
+    spec = json.loads((source / "policy.json").read_text())
+    write_text_atomic(run / "policy.json", json.dumps(dict(spec, cache_key=config.cache_key()),
+                                                     indent=2))
+    ladder = dataclasses.replace(longer, cache_key=config.cache_key(), budget=config.budget,
+                                 complete=True, extended_from=None, cut_from=longer.cache_key,
+                                 confirm_episodes=0, medium_confirmed=False, rungs=rungs)
+    commit_ladder(run, ladder)
+    return ladder
 
 
 def extend_run(config: BehaviourConfig, run: Path, source: Path, shorter: Ladder) -> Ladder:

@@ -37,7 +37,9 @@ from spin_data.behaviour.policy import (
 )
 from spin_data.behaviour.resume import (
     EpisodeCounter,
+    cut_run,
     extend_run,
+    find_longer_run,
     find_shorter_run,
     load_resume_state,
     restore_training_state,
@@ -168,6 +170,10 @@ def _train_locked(config: BehaviourConfig, run: Path, progress: bool,
     if ladder is not None and ladder.complete:
         return ladder  # another process finished it between our first look and the lock
     write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=2))
+    if ladder is None:
+        longer = find_longer_run(config, run.parent)
+        if longer is not None:  # nothing to train: its first config.budget steps are this run
+            return cut_run(config, run, *longer)
     venv = make_training_env(config)
     try:
         model, ladder, resumed_from = _start_or_resume(config, run, venv, ladder, device)

@@ -65,7 +65,7 @@ def announce_behaviour(config: Any, cache_dir: str | None) -> None:
     with advice when that is long. Nothing for a run already complete in the cache."""
     from spin_data.behaviour import load_ladder, run_directory
     from spin_data.behaviour.estimate import estimate_training
-    from spin_data.behaviour.resume import find_shorter_run
+    from spin_data.behaviour.resume import find_longer_run, find_shorter_run
 
     run = run_directory(config, cache_dir)
     ladder = load_ladder(run)
@@ -74,6 +74,14 @@ def announce_behaviour(config: Any, cache_dir: str | None) -> None:
                    f"{config.canonical_env}: complete in the cache", err=True)
         return
     if ladder is None:
+        longer = find_longer_run(config, run.parent)
+        if longer is not None:
+            click.echo(f"behaviour: {config.algorithm} ({config.library}) on "
+                       f"{config.canonical_env}: the first {config.budget:,} steps of the "
+                       f"{longer[1].budget:,}-step run {longer[0].name} (same settings), which "
+                       "has scored that rung; nothing to train, its rungs are confirmed",
+                       err=True)
+            return
         shorter = find_shorter_run(config, run.parent)
         if shorter is not None:
             ladder = shorter[1]
@@ -159,6 +167,8 @@ def train_behaviour_command(env_name: str, bins: int | None, grid: str | None,
     if warning:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"run: {run_directory(config, cache_dir)}")
+    if ladder.cut_from:
+        click.echo(f"(cut from the longer run {config.canonical_env}-{ladder.cut_from})")
     if ladder.extended_from:
         click.echo(f"(extended from the shorter run {config.canonical_env}-"
                    f"{ladder.extended_from})")

@@ -33,7 +33,7 @@ from spin_data.behaviour.policy import file_sha256, make_policy_spec, save_weigh
 from spin_data.behaviour.shaping import GeodesicDistance, PotentialShaping
 from spin_data.behaviour.confirm import CONFIRM_RUNGS, confirm_seeds
 from spin_data.behaviour.evaluation import eval_seeds, evaluate_returns, make_eval_env
-from spin_data.behaviour.resume import find_shorter_run
+from spin_data.behaviour.resume import find_longer_run, find_shorter_run
 from spin_data.collect import collect_episodes
 from spin_data.cli import main
 from spin_data.envs import make_env, reference_score
@@ -355,6 +355,44 @@ def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache
     assert {p: p.read_bytes() for p in short_run.rglob("*") if p.is_file()} == short_files
     # Once complete, the longer run is read back from the cache like any other.
     assert train_behaviour(longer, cache_dir=cache, progress=False) == ladder
+
+
+def test_a_smaller_budget_is_cut_from_a_longer_run_and_equals_a_straight_run(cache, tmp_path):
+    longer = BehaviourConfig("maze-5", budget=12_288, eval_every=4096, eval_episodes=2,
+                             n_envs=8, seed=7)
+    long_ladder = train_behaviour(longer, cache_dir=cache, progress=False)
+    long_run = run_directory(longer, cache)
+    long_files = {p: p.read_bytes() for p in long_run.rglob("*") if p.is_file()}
+
+    short = dataclasses.replace(longer, budget=8192)
+    assert find_longer_run(short, cache) == (long_run, long_ladder)
+    # Not cuttable: another seed, or a budget the longer run has no rung at.
+    assert find_longer_run(dataclasses.replace(short, seed=8), cache) is None
+    assert find_longer_run(dataclasses.replace(short, budget=6000), cache) is None
+
+    trained: list[int] = []
+    cut = train_behaviour(short, cache_dir=cache, progress=False,
+                          on_rung=lambda r: trained.append(r.step))
+    assert trained == []  # nothing trained: the rungs are the longer run's
+    straight = train_behaviour(short, cache_dir=tmp_path / "straight", progress=False)
+    # The same rungs, weights, scores and confirmation as a run trained to 8,192 alone
+    # (all but the training seconds each took).
+    def timeless(rungs: list[Rung]) -> list[Rung]:
+        return [dataclasses.replace(r, wall_seconds=0.0) for r in rungs]
+
+    assert timeless(cut.rungs) == timeless(straight.rungs)
+    assert [r.step for r in cut.rungs] == [0, 4096, 8192]
+    assert len({r.sha256 for r in cut.rungs}) == 3
+    assert cut.confirm_episodes == straight.confirm_episodes and cut.medium_confirmed
+    assert cut.cut_from == longer.cache_key() and straight.cut_from is None
+    assert cut.cache_key == short.cache_key() and cut.budget == 8192 and cut.complete
+    run = run_directory(short, cache)
+    for rung in cut.rungs:
+        assert file_sha256(run / rung.checkpoint) == rung.sha256
+    assert json.loads((run / "policy.json").read_text()) == json.loads(
+        (run_directory(short, tmp_path / "straight") / "policy.json").read_text())
+    # The longer run is left exactly as it was.
+    assert {p: p.read_bytes() for p in long_run.rglob("*") if p.is_file()} == long_files
 
 
 # ============================================================================= loading policies
