@@ -192,6 +192,16 @@ def load_resume_state(config: BehaviourConfig, state: Path, venv: Any, device: s
 
 
 # ============================================================================= extending a run
+def _same_settings_but_budget(other: Path, config: BehaviourConfig) -> bool:
+    """Whether run folder ``other`` was configured as ``config`` but for its budget (False
+    for an unreadable config, or one from an older spin)."""
+    try:
+        theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    return dataclasses.replace(theirs, budget=config.budget).cache_key() == config.cache_key()
+
+
 def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Ladder] | None:
     """The finished run in ``cache_dir`` that ``config`` can extend, or None.
 
@@ -206,11 +216,7 @@ def find_shorter_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, La
                 or ladder.budget >= config.budget
                 or not (other / "resume" / f"step-{ladder.rungs[-1].step}" / "model.zip").exists()):
             continue
-        try:
-            theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            continue  # unreadable or from an older spin: not ours to extend
-        if dataclasses.replace(theirs, budget=config.budget).cache_key() != config.cache_key():
+        if not _same_settings_but_budget(other, config):
             continue
         if best is None or ladder.budget > best[1].budget:
             best = (other, ladder)
@@ -229,11 +235,7 @@ def find_longer_run(config: BehaviourConfig, cache_dir: Path) -> tuple[Path, Lad
         if (ladder is None or ladder.budget <= config.budget
                 or not any(r.step == config.budget for r in ladder.rungs)):
             continue
-        try:
-            theirs = BehaviourConfig.from_dict(json.loads((other / "config.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            continue  # unreadable or from an older spin: not ours to cut
-        if dataclasses.replace(theirs, budget=config.budget).cache_key() != config.cache_key():
+        if not _same_settings_but_budget(other, config):
             continue
         if all((other / r.checkpoint).is_file() for r in ladder.rungs if r.step <= config.budget):
             return other, ladder
