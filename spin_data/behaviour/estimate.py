@@ -10,7 +10,6 @@ and rungs are projected from both.
 from __future__ import annotations
 
 import json
-
 import time
 from dataclasses import dataclass
 
