@@ -323,12 +323,17 @@ def test_a_run_whose_last_resume_state_is_lost_restarts_from_the_one_before(cach
     assert [r.step for r in ladder.rungs] == [0, 4096, 8192] and ladder.complete
 
 
+def _run_files(run: Path) -> dict[Path, bytes]:
+    """Every file of a run directory and its bytes (to show a run was left as it was)."""
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
 def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache):
     short = BehaviourConfig("maze-5", budget=8192, eval_every=4096, eval_episodes=2, n_envs=8,
                             seed=5)
     first = train_behaviour(short, cache_dir=cache, progress=False)
     short_run = run_directory(short, cache)
-    short_files = {p: p.read_bytes() for p in short_run.rglob("*") if p.is_file()}
+    short_files = _run_files(short_run)
 
     longer = dataclasses.replace(short, budget=16_384)
     assert find_shorter_run(longer, cache) == (short_run, first)
@@ -352,7 +357,7 @@ def test_a_larger_budget_extends_the_finished_run_instead_of_starting_over(cache
     for rung in ladder.rungs:
         assert file_sha256(run / rung.checkpoint) == rung.sha256
     # The shorter run is left exactly as it was (and could be extended again).
-    assert {p: p.read_bytes() for p in short_run.rglob("*") if p.is_file()} == short_files
+    assert _run_files(short_run) == short_files
     # Once complete, the longer run is read back from the cache like any other.
     assert train_behaviour(longer, cache_dir=cache, progress=False) == ladder
 
@@ -362,7 +367,7 @@ def test_a_smaller_budget_is_cut_from_a_longer_run_and_equals_a_straight_run(cac
                              n_envs=8, seed=7)
     long_ladder = train_behaviour(longer, cache_dir=cache, progress=False)
     long_run = run_directory(longer, cache)
-    long_files = {p: p.read_bytes() for p in long_run.rglob("*") if p.is_file()}
+    long_files = _run_files(long_run)
 
     short = dataclasses.replace(longer, budget=8192)
     assert find_longer_run(short, cache) == (long_run, long_ladder)
@@ -392,7 +397,7 @@ def test_a_smaller_budget_is_cut_from_a_longer_run_and_equals_a_straight_run(cac
     assert json.loads((run / "policy.json").read_text()) == json.loads(
         (run_directory(short, tmp_path / "straight") / "policy.json").read_text())
     # The longer run is left exactly as it was.
-    assert {p: p.read_bytes() for p in long_run.rglob("*") if p.is_file()} == long_files
+    assert _run_files(long_run) == long_files
 
 
 # ============================================================================= loading policies
