@@ -42,6 +42,7 @@ from spin_data.recipe import SOURCES, Recipe
 from spin_data.store import DatasetWriter, publish, writer_lock
 from spin_data.store.location import (StoreLocationError, default_staging_dir, exists,
                                       parse_location)
+from spin_data.store.publishing import installed_versions
 from spin_data.store.staging import StagingExists
 
 #: Parts of source k are numbered from k * PART_STRIDE, so the store lists random, medium,
@@ -206,8 +207,6 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
     Raises:
         ShippedCheckpointError: a shipped checkpoint's sha256 differs from its ladder's.
     """
-    from importlib import metadata as importlib_metadata
-
     from spin_data.behaviour import run_directory, train_behaviour
 
     config = behaviour_config(recipe)
@@ -224,9 +223,9 @@ def pick_behaviour(recipe: Recipe, *, cache_dir: str | None = None, progress: bo
     metadata = {
         "algorithm": config.algorithm,
         "learner_library": config.library,
-        "library": {name: importlib_metadata.version(name)
-                    for name in ("stable_baselines3", "torch", "gymnasium")
-                    + (("sbx-rl", "jax") if config.library == "sbx" else ())},
+        # Collecting from shipped policies needs no sbx, so a base install may lack it: None.
+        "library": installed_versions(("stable_baselines3", "torch", "gymnasium")
+                                      + (("sbx-rl", "jax") if config.library == "sbx" else ())),
         "training_steps": config.budget,
         "config": config.to_dict(),
         "cache_key": config.cache_key(),

@@ -85,14 +85,20 @@ def _write_step_block(build: str, parts: _Parts, block: int) -> dict[str, bytes]
     return digests
 
 
-def _package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in RECORDED_PACKAGES:
+def installed_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Version of each installed distribution in ``names``; None for one not installed here
+    (sbx and jax, say, on a base install that collects from shipped policies)."""
+    versions: dict[str, str | None] = {}
+    for name in names:
         try:
             versions[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def _package_versions() -> dict[str, str | None]:
+    return {"python": platform.python_version(), **installed_versions(RECORDED_PACKAGES)}
 
 
 def _load_parts(staging: Path) -> tuple[_Parts, dict[str, np.ndarray], int]:

@@ -4,8 +4,10 @@ training, and a tampered checkpoint refused."""
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,37 @@ def test_generate_remakes_the_dataset_from_shipped_policies_without_training(
     assert "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith(f"Error: {expert}: sha256")
     assert not (tmp_path / "tampered").exists() and not (fresh_cache / "behaviour").exists()
+
+
+def test_a_base_install_without_sbx_collects_from_shipped_sbx_policies(tmp_path, monkeypatch):
+    """The README's first install (`pip install -e .`) has no sbx or jax. Shipped policies are
+    torch weights, so collecting from them must not need either (a fresh clone once failed
+    here, looking up sbx-rl's version for the store's metadata)."""
+    version = importlib.metadata.version
+    missing = ("sbx-rl", "jax", "jaxlib", "flax")
+
+    def version_of_a_base_install(name):
+        if name in missing:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version_of_a_base_install)
+    for module in ("sbx", "jax"):  # `import sbx` / `import jax` now raise ImportError
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setenv("SPIN_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "cheetah-me"
+    result = CliRunner().invoke(spin_data_main, [
+        "generate", "--env", "cheetah", "--quality", "medium-expert", "--size", "2000",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "behaviour: shipped policies" in result.output
+    assert not (tmp_path / "cache" / "behaviour").exists()  # nothing trained
+    behaviour = open_dataset(out).metadata["behaviour"]
+    assert behaviour["learner_library"] == "sbx"
+    assert behaviour["library"]["sbx-rl"] is None and behaviour["library"]["jax"] is None
+    assert behaviour["library"]["torch"] == version("torch")
+    returns = [episode.episode_return for episode in open_dataset(out).episodes()]
+    assert len(returns) == 2 and max(returns) > 0.95 * 664.57  # one episode of the expert
 
 
 def test_shipping_a_run_of_pt_checkpoints_rederives_the_same_hashes(trained, tmp_path):
