@@ -21,7 +21,8 @@ from spin_data.behaviour.shipped import find_shipped, ship_run, shipped_checkpoi
 from spin_data.cli import main as spin_data_main
 from spin_data.files import file_sha256
 from spin_data.generate import behaviour_config, generate
-from spin_data.recipe import Recipe
+from spin_data.envs import registry
+from spin_data.recipe import Recipe, catalog
 from spin_data.store import open_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,3 +178,25 @@ def test_a_shipped_expert_scores_the_return_its_ladder_recorded(run):
     returns = evaluate_returns(config, load_policy(str(shipped_checkpoint(run, expert))))
     assert len(returns) == config.eval_episodes == len(eval_seeds(config))
     assert returns.mean() == pytest.approx(expert.mean_return, rel=1e-5)
+
+
+def test_every_catalogue_recipe_of_a_shipped_task_finds_its_run_on_a_base_install(monkeypatch):
+    """A recipe that leaves the learner library to the install resolves to sb3 where sbx is
+    missing (the README's base install), whose cache key no shipped sbx run has: generate
+    then trains for hours (quadruped's recipes once did). Every recipe of a shipped task must
+    name what its shipped run used."""
+    for module in ("sbx", "jax"):  # find_spec("sbx") is None now, as on a base install
+        monkeypatch.setitem(sys.modules, module, None)
+    shipped = {(ladder.env, ladder.bins): ladder.cache_key
+               for ladder in (load_ladder(run) for run in SHIPPED_DMC)}
+    checked = []
+    for name, path in catalog().items():
+        recipe = Recipe.from_yaml(path)
+        task = (registry.resolve(recipe.env).canonical, recipe.n_bins)
+        if task not in shipped or recipe.quality == "random":
+            continue
+        assert behaviour_config(recipe).cache_key() == shipped[task], name
+        assert find_shipped(behaviour_config(recipe)) is not None, name
+        checked.append(name)
+    # 4 qualities that use behaviour policies x every shipped task
+    assert len(checked) == 4 * len(shipped) >= 20
