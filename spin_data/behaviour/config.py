@@ -255,8 +255,8 @@ DMC_DEFAULT_BUDGETS: dict[str, int] = {
     "finger-spin": 600_000,
     "fish-swim": 1_250_000,
     "walker-walk": 1_000_000,
-    # Measured (sbx SAC, seed 0): 1.10 of the benchmark expert at 900k steps on 40 fresh
-    # episodes; the 2M it had before is where that run was cut from (datasets/README.md).
+    # Measured (sbx SAC, seed 0): 1.10 of the benchmark expert at 900k steps, confirmed on 100
+    # fresh episodes; the 2M it had before is where that run was cut from (datasets/README.md).
     "quadruped-walk": 1_000_000,
     # Measured (sbx SAC, seed 0): 1.0 of the benchmark expert at 1M steps, fresh episodes too;
     # the 3M it had before is where that run was cut from (datasets/README.md).

@@ -195,8 +195,9 @@ def test_every_catalogue_recipe_of_a_shipped_task_finds_its_run_on_a_base_instal
         task = (registry.resolve(recipe.env).canonical, recipe.n_bins)
         if task not in shipped or recipe.quality == "random":
             continue
-        assert behaviour_config(recipe).cache_key() == shipped[task], name
-        assert find_shipped(behaviour_config(recipe)) is not None, name
+        config = behaviour_config(recipe)
+        assert config.cache_key() == shipped[task], name
+        assert find_shipped(config) is not None, name
         checked.append(name)
     # 4 qualities that use behaviour policies x every shipped task
     assert len(checked) == 4 * len(shipped) >= 20
